@@ -1,0 +1,6 @@
+//! storef's protocol front-ends. Each turns one way of publishing (an uploaded MP4 chunk, RTMP,
+//! WHIP, RTSP) into [`packager::Track`]s and [`packager::MediaFrame`]s.
+//!
+//! Parsers are sans-IO (pure functions over bytes); the tokio tasks around them are thin.
+
+pub mod publish;

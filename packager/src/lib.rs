@@ -1,0 +1,8 @@
+//! storef's sans-IO packaging core: the media types every ingest produces, the segmenter that cuts
+//! them into keyframe-aligned fMP4 segments, the fMP4 writer, HLS playlists and the VOD builder.
+//!
+//! Nothing in this crate does I/O: frames go in, bytes and records come out.
+
+pub mod media;
+
+pub use media::{Codec, MediaFrame, Track, TrackKind};

@@ -1,0 +1,1 @@
+//! storef's state and segment stores. Only this crate touches sled.
