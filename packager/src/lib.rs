@@ -3,6 +3,10 @@
 //!
 //! Nothing in this crate does I/O: frames go in, bytes and records come out.
 
+pub mod fmp4;
+pub mod hls;
 pub mod media;
+pub mod segmenter;
+pub mod vod;
 
 pub use media::{Codec, MediaFrame, Track, TrackKind};

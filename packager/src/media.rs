@@ -4,12 +4,13 @@
 //! [`MediaFrame`]s; nothing downstream of this module knows which protocol the media came from.
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 /// Which of the (at most two) tracks of a stream a frame belongs to.
 ///
 /// storef carries one video and one audio track per stream, like every HLS player expects of a
 /// muxed rendition. In fMP4 output video is track id 1 and audio is track id 2.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum TrackKind {
     Video,
     Audio,
@@ -26,7 +27,7 @@ impl TrackKind {
 }
 
 /// A codec and its decoder configuration, as it goes into the sample entry of the init segment.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Codec {
     /// H.264. `avcc` is the body of an `avcC` box, the AVCDecoderConfigurationRecord of
     /// ISO/IEC 14496-15 §5.3.3.1 (its `lengthSizeMinusOne` says how frames are length-prefixed).
@@ -84,7 +85,7 @@ impl Codec {
 }
 
 /// One elementary stream: its codec configuration and the clock its timestamps are counted in.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Track {
     pub kind: TrackKind,
     pub codec: Codec,
