@@ -190,6 +190,10 @@ struct SegBuild {
 #[derive(Debug)]
 struct Run {
     start_secs: f64,
+    /// The avcC's SPS and PPS as length-prefixed NAL units, put in front of each segment's first
+    /// keyframe unless it carries its own: ffmpeg's HLS reader does not re-read `avcC` when
+    /// `EXT-X-MAP` changes, and a player switching inits mid-stream decodes on either way.
+    param_sets: Option<(Bytes, usize)>,
     video: Option<TrackState>,
     audio: Option<TrackState>,
     /// Origin fixed (first keyframe seen, or first audio frame of an audio-only run).
@@ -354,6 +358,7 @@ impl Segmenter {
         }
         self.run = Some(Run {
             start_secs,
+            param_sets: tracks.iter().find_map(param_sets),
             video,
             audio,
             mapped: false,
@@ -665,10 +670,19 @@ impl Segmenter {
         let mut payloads = Vec::with_capacity(video.len() + audio.len());
         let mut start_secs = None;
         let mut duration_secs = 0.0;
+        // In-band parameter sets before the first keyframe (see `Run::param_sets`).
+        let prefix = match (video.first(), &run.param_sets) {
+            (Some(f), Some((sets, len_size))) if f.keyframe && !has_sps(&f.data, *len_size) => {
+                Some(sets.clone())
+            }
+            _ => None,
+        };
+        let prefix_len = prefix.as_ref().map_or(0, |p| p.len() as u32);
         for (frames, state) in [(&video, run.video.as_ref()), (&audio, run.audio.as_ref())] {
             let (Some(first), Some(state)) = (frames.first(), state) else {
                 continue;
             };
+            let is_video = state.kind == TrackKind::Video;
             let ts = f64::from(state.timescale);
             let total: u64 = frames.iter().map(|f| u64::from(f.duration)).sum();
             if start_secs.is_none() {
@@ -680,14 +694,18 @@ impl Segmenter {
                 base_media_decode_time: first.dts,
                 samples: frames
                     .iter()
-                    .map(|f| FragSample {
+                    .enumerate()
+                    .map(|(i, f)| FragSample {
                         duration: f.duration,
-                        size: f.data.len() as u32,
+                        size: f.data.len() as u32 + if is_video && i == 0 { prefix_len } else { 0 },
                         keyframe: f.keyframe,
                         cts_offset: f.cts,
                     })
                     .collect(),
             });
+            if is_video {
+                payloads.extend(prefix.clone());
+            }
             payloads.extend(frames.iter().map(|f| f.data.clone()));
         }
         let header = match fmp4::media_segment_header((sequence as u32).wrapping_add(1), &runs) {
@@ -800,6 +818,43 @@ impl Segmenter {
             _ => 0.0,
         }
     }
+}
+
+/// SPS and PPS of an H.264 track's avcC, each prefixed with its length in the avcC's
+/// NAL length size (ISO/IEC 14496-15 §5.3.3.1), and that size.
+fn param_sets(track: &Track) -> Option<(Bytes, usize)> {
+    use mp4_atom::Atom;
+    let Codec::H264 { avcc, .. } = &track.codec else {
+        return None;
+    };
+    let avcc = mp4_atom::Avcc::decode_body(&mut avcc.as_ref()).ok()?;
+    let len_size = usize::from(avcc.length_size);
+    let mut out = Vec::new();
+    for nal in avcc
+        .sequence_parameter_sets
+        .iter()
+        .chain(&avcc.picture_parameter_sets)
+    {
+        let len = u32::try_from(nal.len()).ok()?.to_be_bytes();
+        out.extend_from_slice(len.get(4 - len_size..)?);
+        out.extend_from_slice(nal);
+    }
+    (!out.is_empty()).then(|| (Bytes::from(out), len_size))
+}
+
+/// Whether a length-prefixed H.264 access unit already carries an SPS (NAL type 7).
+fn has_sps(data: &[u8], len_size: usize) -> bool {
+    let mut at = 0usize;
+    while let Some(len_bytes) = data.get(at..at + len_size) {
+        let len = len_bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        if data.get(at + len_size).is_some_and(|h| h & 0x1f == 7) {
+            return true;
+        }
+        at = at.saturating_add(len_size).saturating_add(len);
+    }
+    false
 }
 
 fn validate_tracks(tracks: &[Track]) -> Result<(), SegmenterError> {

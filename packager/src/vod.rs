@@ -462,11 +462,11 @@ impl VodBuilder {
             let mut traks = Vec::new();
             let mut movie_duration = 0u64;
             for ((kind, t), start) in tracks.iter().zip(&starts) {
-                let (stbl, media_dur) = stbl(*kind, t, &range_pos, use_co64);
+                let (stbl, pres_end) = stbl(*kind, t, &range_pos, use_co64);
                 let first_dts = t.samples.first().map_or(0, |s| s.dts);
                 let first_pts = (start * f64::from(t.timescale)).round() as i64;
                 let media_time = (first_pts - first_dts as i64).max(0) as u64;
-                let shown = media_dur.saturating_sub(media_time);
+                let shown = pres_end.saturating_sub(media_time);
                 let shown_movie = rescale(shown, t.timescale, MOVIE_TIMESCALE);
                 let delay = ((start - movie_start) * f64::from(MOVIE_TIMESCALE)).round() as u64;
                 let mut entries = Vec::new();
@@ -546,17 +546,20 @@ fn enc(fourcc: FourCC) -> impl FnOnce(mp4_atom::Error) -> VodError {
     move |source| VodError::Encode { fourcc, source }
 }
 
-/// The sample table of one track, and its media duration.
+/// The sample table of one track, and where its presentation ends on the media timeline
+/// (B-frames are shown up to their composition offset after the last decode time).
 fn stbl(kind: TrackKind, t: &OutTrack, range_pos: &[u64], co64: bool) -> (Stbl, u64) {
     let n = t.samples.len();
     let mut stts: Vec<SttsEntry> = Vec::new();
     let mut total = 0u64;
+    let mut pres_end = 0i64;
     for (i, s) in t.samples.iter().enumerate() {
         // Absolute decode times decide durations, so a gap between segments is absorbed.
         let d = match t.samples.get(i + 1) {
             Some(next) => u32::try_from(next.dts.saturating_sub(s.dts)).unwrap_or(u32::MAX),
             None => s.duration,
         };
+        pres_end = pres_end.max(total as i64 + i64::from(s.cts) + i64::from(d));
         total += u64::from(d);
         match stts.last_mut() {
             Some(e) if e.sample_delta == d => e.sample_count += 1,
@@ -644,7 +647,7 @@ fn stbl(kind: TrackKind, t: &OutTrack, range_pos: &[u64], co64: bool) -> (Stbl, 
             sbgp,
             ..Default::default()
         },
-        total,
+        pres_end.max(0) as u64,
     )
 }
 
