@@ -710,3 +710,94 @@ fn opus_roll(t: &OutTrack) -> (Vec<Sgpd>, Vec<Sbgp>) {
         }],
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::{Codec, Track};
+    use mp4_atom::{Any, Decode};
+
+    fn builder(sample_size: u32) -> VodBuilder {
+        let track = Track {
+            kind: TrackKind::Audio,
+            codec: Codec::Opus {
+                channels: 2,
+                pre_skip: 312,
+                input_sample_rate: 48_000,
+            },
+            timescale: 48_000,
+        };
+        let mut b = VodBuilder::new();
+        b.audio.timescale = 48_000;
+        b.audio.entries.push(fmp4::sample_entry(&track).unwrap());
+        b.ranges = vec![
+            (0, 100, u64::from(sample_size)),
+            (1, 100, u64::from(sample_size)),
+        ];
+        b.audio.chunks = vec![(0, 0), (1, 0)];
+        for i in 0..2u32 {
+            b.audio.samples.push(Sample {
+                dts: u64::from(i) * 960,
+                duration: 960,
+                cts: 0,
+                size: sample_size,
+                sync: true,
+                entry: 1,
+                chunk: i,
+            });
+        }
+        b
+    }
+
+    fn moov(head: &[u8]) -> (mp4_atom::Moov, usize) {
+        let mut b = head;
+        let ftyp = Any::decode(&mut b).unwrap();
+        assert_eq!(ftyp.kind(), mp4_atom::Ftyp::KIND);
+        let moov = mp4_atom::Moov::decode(&mut b).unwrap();
+        (moov, b.len())
+    }
+
+    #[test]
+    fn chunk_offsets_point_after_the_head() {
+        let layout = builder(1000).finish().unwrap();
+        let (moov, mdat_header_len) = moov(&layout.head);
+        assert_eq!(mdat_header_len, 8);
+        let stbl = &moov.trak[0].mdia.minf.stbl;
+        let head = layout.head.len() as u32;
+        assert_eq!(stbl.stco.as_ref().unwrap().entries, [head, head + 1000]);
+        assert!(stbl.co64.is_none());
+        assert_eq!(layout.total_len, u64::from(head) + 2000);
+        assert_eq!(stbl.stts.entries.len(), 1);
+        // Opus roll recovery: 80 ms of 20 ms packets = 4 packets back.
+        assert_eq!(stbl.sgpd[0].grouping_type, FourCC::new(b"roll"));
+        match &stbl.sgpd[0].entries[0].entry {
+            AnySampleGroupEntry::UnknownGroupingType(_, b) => assert_eq!(b, &(-4i16).to_be_bytes()),
+            other => panic!("{other:?}"),
+        }
+        assert!((layout.duration_secs - 0.04).abs() < 1e-9);
+    }
+
+    #[test]
+    fn past_4_gib_uses_co64_and_a_large_mdat_header() {
+        let size = 3u32 << 30;
+        let layout = builder(size).finish().unwrap();
+        let (moov, mdat_header_len) = moov(&layout.head);
+        assert_eq!(mdat_header_len, 16, "largesize mdat header");
+        let stbl = &moov.trak[0].mdia.minf.stbl;
+        assert!(stbl.stco.is_none());
+        let head = layout.head.len() as u64;
+        assert_eq!(
+            stbl.co64.as_ref().unwrap().entries,
+            [head, head + u64::from(size)]
+        );
+        assert_eq!(layout.total_len, head + 2 * u64::from(size));
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        let mut b = VodBuilder::new();
+        assert!(b.add_init(0, b"\x00\x00\x00\x10moovxxxxxxxx").is_err());
+        assert!(b.add_segment(0, b"").is_err(), "unknown init");
+        assert!(matches!(VodBuilder::new().finish(), Err(VodError::Empty)));
+    }
+}

@@ -321,3 +321,41 @@ pub fn boxes(data: &[u8]) -> Vec<Any> {
     }
     out
 }
+
+/// Synthetic H.264 (High, 320x240) and AAC-LC 48 kHz stereo tracks.
+pub const SPS: &[u8] = &[0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40];
+pub const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb];
+
+pub fn avcc() -> Bytes {
+    let mut v = vec![1, 0x64, 0x00, 0x1f, 0xff, 0xe1];
+    v.extend_from_slice(&(SPS.len() as u16).to_be_bytes());
+    v.extend_from_slice(SPS);
+    v.push(1);
+    v.extend_from_slice(&(PPS.len() as u16).to_be_bytes());
+    v.extend_from_slice(PPS);
+    Bytes::from(v)
+}
+
+pub fn tracks(audio: bool) -> Vec<Track> {
+    let mut t = vec![Track {
+        kind: TrackKind::Video,
+        codec: Codec::H264 {
+            avcc: avcc(),
+            width: 320,
+            height: 240,
+        },
+        timescale: 90_000,
+    }];
+    if audio {
+        t.push(Track {
+            kind: TrackKind::Audio,
+            codec: Codec::Aac {
+                asc: Bytes::from_static(&[0x11, 0x90]),
+                sample_rate: 48_000,
+                channels: 2,
+            },
+            timescale: 48_000,
+        });
+    }
+    t
+}
