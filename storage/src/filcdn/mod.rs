@@ -1,0 +1,6 @@
+//! FilCDN (FilBeam) pinning: segments stored with a Filecoin PDP storage provider.
+//!
+//! - [`commp`] / [`piece_cid`]: the piece commitment and its CIDs, computed locally, streaming.
+
+pub mod commp;
+pub mod piece_cid;
