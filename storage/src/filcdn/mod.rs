@@ -3,4 +3,5 @@
 //! - [`commp`] / [`piece_cid`]: the piece commitment and its CIDs, computed locally, streaming.
 
 pub mod commp;
+pub mod eip712;
 pub mod piece_cid;
