@@ -4,3 +4,4 @@
 //! Parsers are sans-IO (pure functions over bytes); the tokio tasks around them are thin.
 
 pub mod publish;
+pub mod rtsp;
