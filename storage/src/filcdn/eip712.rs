@@ -11,8 +11,12 @@
 //! Signatures are 65 bytes `r ‖ s ‖ v` with `v ∈ {27, 28}` and low `s` (RFC 6979 nonces, so
 //! they are deterministic and byte-comparable with viem's).
 
-use alloy_primitives::{Address, Bytes, Signature, B256, U256};
-use alloy_sol_types::{Eip712Domain, SolStruct, SolValue};
+use alloy_primitives::{Bytes, Signature, B256};
+use alloy_sol_types::{SolStruct, SolValue};
+
+/// Re-exported so users (the server, the fake provider) need no alloy dependency of their own.
+pub use alloy_primitives::{Address, U256};
+pub use alloy_sol_types::Eip712Domain;
 use k256::ecdsa::SigningKey;
 
 use super::piece_cid::PieceCid;

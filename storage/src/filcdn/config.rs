@@ -1,0 +1,190 @@
+//! `[filcdn]` settings. Deserializable so the server can embed it in its TOML config.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::eip712::Network;
+
+/// The payer's private key. `Debug` and `Serialize` never reveal it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    /// The key text, for [`super::eip712::PayerKey::from_hex`] only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.trim().is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_empty() {
+            "Secret(<empty>)"
+        } else {
+            "Secret(<redacted>)"
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// Timeouts and retry pacing, in milliseconds so TOML stays plain integers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FilcdnTimeouts {
+    /// TCP connect timeout.
+    pub connect_ms: u64,
+    /// Every JSON call (announce, poll, add).
+    pub request_ms: u64,
+    /// One PUT of piece bytes (segments are MBs; a VOD up to 1 GiB).
+    pub upload_ms: u64,
+    /// Polling interval for parking and transaction status.
+    pub poll_ms: u64,
+    /// A piece announced and uploaded but still not parked after this is uploaded again.
+    pub park_ms: u64,
+    /// First retry delay after an error; doubles per attempt.
+    pub backoff_initial_ms: u64,
+    /// Retry delay cap: a provider down for hours is retried at this pace.
+    pub backoff_max_ms: u64,
+    /// A parked piece waits at most this long for a batch to fill.
+    pub batch_linger_ms: u64,
+}
+
+impl Default for FilcdnTimeouts {
+    fn default() -> Self {
+        Self {
+            connect_ms: 10_000,
+            request_ms: 60_000,
+            upload_ms: 600_000,
+            poll_ms: 4_000,
+            park_ms: 600_000,
+            backoff_initial_ms: 1_000,
+            backoff_max_ms: 300_000,
+            batch_linger_ms: 10_000,
+        }
+    }
+}
+
+impl FilcdnTimeouts {
+    pub fn connect(&self) -> Duration {
+        Duration::from_millis(self.connect_ms)
+    }
+    pub fn request(&self) -> Duration {
+        Duration::from_millis(self.request_ms)
+    }
+    pub fn upload(&self) -> Duration {
+        Duration::from_millis(self.upload_ms)
+    }
+    pub fn poll(&self) -> Duration {
+        Duration::from_millis(self.poll_ms)
+    }
+}
+
+/// `[filcdn]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FilcdnConfig {
+    /// Off by default: everything stays local.
+    pub enabled: bool,
+    pub network: Network,
+    /// The provider's PDP service URL (its `serviceURL` in the provider registry).
+    pub provider_url: String,
+    /// The provider's payee address; signed into `CreateDataSet`. Needed only when storef
+    /// creates the data set itself.
+    pub provider_address: Option<String>,
+    /// The payer's secp256k1 key, hex. Load it from a file or the environment.
+    pub private_key: Secret,
+    /// FilecoinWarmStorageService address (the EIP-712 verifying contract and record keeper).
+    /// Empty = the network's known deployment.
+    pub warm_storage_address: String,
+    /// An existing data set; with it, `client_data_set_id` (its nonce chosen at creation) is
+    /// required too. Absent: storef creates one (with `withCDN`) and remembers it in sled.
+    pub data_set_id: Option<u64>,
+    pub client_data_set_id: Option<u64>,
+    /// Retrieval URL. `{payer}` = payer address, `{cid}` / `{pieceCidV2}` = PieceCIDv2,
+    /// `{pieceCidV1}` = legacy v1 CID. Empty = FilBeam for the network; the legacy FilCDN form
+    /// is `https://{payer}.calibration.filcdn.io/{pieceCidV1}`.
+    pub url_template: String,
+    /// Pieces per add-pieces transaction (FWSS/synapse cap: 40).
+    pub batch_size: usize,
+    /// Uploads in flight at once.
+    pub upload_concurrency: usize,
+    pub timeouts: FilcdnTimeouts,
+    /// Keep the local file once its piece is on chain (else it is deleted after `on_pinned`).
+    pub keep_local_after_pin: bool,
+}
+
+impl Default for FilcdnConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            network: Network::Calibration,
+            provider_url: String::new(),
+            provider_address: None,
+            private_key: Secret::default(),
+            warm_storage_address: String::new(),
+            data_set_id: None,
+            client_data_set_id: None,
+            url_template: String::new(),
+            batch_size: 32,
+            upload_concurrency: 2,
+            timeouts: FilcdnTimeouts::default(),
+            keep_local_after_pin: true,
+        }
+    }
+}
+
+/// Largest batch an add-pieces call may carry (synapse-core `MAX_ADD_PIECES_BATCH_SIZE`:
+/// on-chain calls fail above 41).
+pub const MAX_BATCH: usize = 40;
+
+impl FilcdnConfig {
+    /// The URL template in effect.
+    pub fn url_template(&self) -> &str {
+        if self.url_template.trim().is_empty() {
+            self.network.default_url_template()
+        } else {
+            &self.url_template
+        }
+    }
+
+    /// The warm-storage address in effect.
+    pub fn warm_storage(&self) -> &str {
+        if self.warm_storage_address.trim().is_empty() {
+            self.network.default_warm_storage()
+        } else {
+            &self.warm_storage_address
+        }
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.batch_size.clamp(1, MAX_BATCH)
+    }
+}
+
+/// Fills a retrieval URL template.
+pub fn render_url(template: &str, payer: &str, piece: &super::piece_cid::PieceCid) -> String {
+    let v2 = piece.to_string();
+    template
+        .replace("{payer}", payer)
+        .replace("{pieceCidV2}", &v2)
+        .replace("{pieceCidV1}", &piece.to_v1_string())
+        .replace("{cid}", &v2)
+}

@@ -1,0 +1,309 @@
+//! The pin queue + worker against the fake PDP provider: everything pinned exactly once, URLs
+//! that re-hash to their CIDs, outages and crashes that lose nothing.
+
+#[path = "../../tests/fake_pdp/mod.rs"]
+mod fake_pdp;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fake_pdp::{FakeConfig, FakePdp};
+use storage::filcdn::commp::commp;
+use storage::filcdn::eip712::{Address, PayerKey};
+use storage::filcdn::{
+    run_pinner, FilcdnConfig, FilcdnTimeouts, Network, PdpClient, PieceCid, PinItem, PinKind,
+    PinQueue, PinnedItem, Secret,
+};
+
+/// Throwaway dev keys (the first two anvil accounts); never funded anywhere that matters.
+const PAYER_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+const OTHER_KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+const PAYEE: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+
+fn fake_config(payer_key: &str) -> FakeConfig {
+    FakeConfig {
+        payer: PayerKey::from_hex(payer_key).unwrap().address(),
+        payee: PAYEE.parse().unwrap(),
+        chain_id: Network::Calibration.chain_id(),
+        warm_storage: Network::Calibration.default_warm_storage().parse().unwrap(),
+        confirm_after: Duration::from_millis(150),
+        park_after: Duration::from_millis(60),
+    }
+}
+
+fn config(fake: &FakePdp, batch_size: usize) -> FilcdnConfig {
+    FilcdnConfig {
+        enabled: true,
+        network: Network::Calibration,
+        provider_url: fake.url(),
+        provider_address: Some(PAYEE.into()),
+        private_key: Secret::new(PAYER_KEY),
+        url_template: format!("{}/{{cid}}", fake.url()),
+        batch_size,
+        upload_concurrency: 3,
+        timeouts: FilcdnTimeouts {
+            connect_ms: 500,
+            request_ms: 3_000,
+            upload_ms: 10_000,
+            poll_ms: 40,
+            park_ms: 5_000,
+            backoff_initial_ms: 40,
+            backoff_max_ms: 300,
+            batch_linger_ms: 100,
+        },
+        ..FilcdnConfig::default()
+    }
+}
+
+/// Writes `n` segment files of varied sizes and content; returns the items.
+fn make_files(dir: &Path, n: usize) -> Vec<PinItem> {
+    (0..n)
+        .map(|i| {
+            let size = 127 + i * 3_001 + (i % 3) * 50_000;
+            let data: Vec<u8> = (0..size).map(|j| ((j * 31 + i * 7) % 251) as u8).collect();
+            let path = dir.join(format!("seg{i}.m4s"));
+            std::fs::write(&path, &data).unwrap();
+            PinItem {
+                key: format!("s1/seg/{i}"),
+                local_path: path,
+                size: size as u64,
+                kind: if i == 0 {
+                    PinKind::Init
+                } else {
+                    PinKind::Segment
+                },
+                stream_id: "s1".into(),
+                seq: Some(i as u64),
+            }
+        })
+        .collect()
+}
+
+type Seen = Arc<Mutex<Vec<PinnedItem>>>;
+
+fn spawn_pinner(queue: &PinQueue, cfg: &FilcdnConfig, seen: &Seen) -> tokio::task::JoinHandle<()> {
+    let client = PdpClient::new(&cfg.provider_url, Duration::from_millis(500)).unwrap();
+    let seen = seen.clone();
+    let (q, c) = (queue.clone(), cfg.clone());
+    tokio::spawn(async move {
+        run_pinner(q, client, c, move |p| seen.lock().unwrap().push(p))
+            .await
+            .unwrap();
+    })
+}
+
+async fn wait_all_pinned(queue: &PinQueue, n: usize, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let c = queue.counts(None).unwrap();
+        if c.pinned == n {
+            return;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "only {} of {n} pinned after {limit:?}: {c:?}",
+            c.pinned
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+/// Every item pinned; its URL serves bytes that re-hash to the CID in the URL and equal the
+/// local file; the provider saw one upload and one on-chain add per piece.
+async fn check_pinned_once(queue: &PinQueue, fake: &FakePdp, items: &[PinItem], seen: &Seen) {
+    let http = reqwest::Client::new();
+    let seen = seen.lock().unwrap().clone();
+    let mut by_key: HashMap<&str, usize> = HashMap::new();
+    for p in &seen {
+        *by_key.entry(p.key.as_str()).or_default() += 1;
+    }
+    for item in items {
+        let rec = queue.get(&item.key).unwrap().unwrap();
+        let storage::filcdn::PinState::Pinned {
+            piece_cid,
+            url,
+            notified,
+        } = rec.state
+        else {
+            panic!("{} not pinned: {:?}", item.key, rec.state);
+        };
+        assert!(notified, "{}", item.key);
+        assert!(
+            by_key.get(item.key.as_str()).copied().unwrap_or(0) >= 1,
+            "{} never reported",
+            item.key
+        );
+        let cid_in_url = url.rsplit('/').next().unwrap();
+        assert_eq!(cid_in_url, piece_cid);
+        let body = http.get(&url).send().await.unwrap();
+        assert_eq!(body.status(), 200, "{url}");
+        let bytes = body.bytes().await.unwrap();
+        assert_eq!(
+            bytes.as_ref(),
+            std::fs::read(&item.local_path).unwrap().as_slice()
+        );
+        assert_eq!(PieceCid::from(commp(&bytes)).to_string(), cid_in_url);
+        assert_eq!(fake.uploads_of(&piece_cid), 1, "uploads of {}", item.key);
+        assert_eq!(fake.adds_of(&piece_cid), 1, "adds of {}", item.key);
+    }
+    assert_eq!(fake.total_adds(), items.len());
+    assert_eq!(fake.data_set_count(), 1);
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+fn open_queue(db_path: &PathBuf) -> (sled::Db, PinQueue) {
+    let db = sled::open(db_path).unwrap();
+    let q = PinQueue::open(db.open_tree("pins").unwrap()).unwrap();
+    (db, q)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_through_queue_are_pinned_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakePdp::start(fake_config(PAYER_KEY)).await;
+    let cfg = config(&fake, 10);
+    let (_db, queue) = open_queue(&dir.path().join("db"));
+    let items = make_files(dir.path(), 25);
+    for it in &items {
+        assert!(queue.enqueue(it.clone()).await.unwrap());
+    }
+    // Enqueueing a key twice is a no-op.
+    assert!(!queue.enqueue(items[3].clone()).await.unwrap());
+    let seen = Seen::default();
+    let worker = spawn_pinner(&queue, &cfg, &seen);
+    wait_all_pinned(&queue, items.len(), Duration::from_secs(30)).await;
+    // Let the final notifications land.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    worker.abort();
+    check_pinned_once(&queue, &fake, &items, &seen).await;
+    assert_eq!(seen.lock().unwrap().len(), items.len());
+    let c = queue.counts(Some("s1")).unwrap();
+    assert_eq!((c.pinned, c.pending, c.failed), (25, 0, 0));
+    // URLs follow the template: payer-free here, FilBeam form by default.
+    let u = &seen.lock().unwrap()[0].url;
+    assert!(u.starts_with(&fake.url()), "{u}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_down_then_up_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakePdp::start(fake_config(PAYER_KEY)).await;
+    let cfg = config(&fake, 8);
+    let (_db, queue) = open_queue(&dir.path().join("db"));
+    let items = make_files(dir.path(), 12);
+    fake.stop();
+    let seen = Seen::default();
+    let worker = spawn_pinner(&queue, &cfg, &seen);
+    for it in &items {
+        queue.enqueue(it.clone()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let c = queue.counts(None).unwrap();
+    assert_eq!(c.pinned, 0);
+    assert_eq!(c.pending, 12);
+    assert!(c.failed > 0, "{c:?}");
+    assert!(c.last_error.is_some(), "{c:?}");
+    fake.restart().await;
+    wait_all_pinned(&queue, items.len(), Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    worker.abort();
+    check_pinned_once(&queue, &fake, &items, &seen).await;
+    assert_eq!(queue.counts(None).unwrap().failed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_mid_queue_and_reopen_pins_each_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakePdp::start(fake_config(PAYER_KEY)).await;
+    let cfg = config(&fake, 7);
+    let db_path = dir.path().join("db");
+    let items = make_files(dir.path(), 30);
+    {
+        let (_db, queue) = open_queue(&db_path);
+        for it in &items {
+            queue.enqueue(it.clone()).await.unwrap();
+        }
+    }
+    let seen = Seen::default();
+    // Kill the worker at assorted points (mid-upload, mid-batch, mid-poll), drop the db and
+    // reopen it, again and again.
+    for (round, ms) in [35u64, 80, 20, 150, 60, 230, 45, 120]
+        .into_iter()
+        .enumerate()
+    {
+        let (db, queue) = open_queue(&db_path);
+        let worker = spawn_pinner(&queue, &cfg, &seen);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        worker.abort();
+        let _ = worker.await;
+        drop(queue);
+        drop(db);
+        let _ = round;
+    }
+    let (_db, queue) = open_queue(&db_path);
+    let worker = spawn_pinner(&queue, &cfg, &seen);
+    wait_all_pinned(&queue, items.len(), Duration::from_secs(40)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    worker.abort();
+    check_pinned_once(&queue, &fake, &items, &seen).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_errors_slow_parking_and_rejected_tx_are_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fc = fake_config(PAYER_KEY);
+    fc.park_after = Duration::from_millis(700);
+    let fake = FakePdp::start(fc).await;
+    let cfg = config(&fake, 40);
+    let (_db, queue) = open_queue(&dir.path().join("db"));
+    let items = make_files(dir.path(), 9);
+    fake.fail_next(6, 429);
+    fake.reject_next_txs(1);
+    let seen = Seen::default();
+    let worker = spawn_pinner(&queue, &cfg, &seen);
+    for it in &items {
+        queue.enqueue(it.clone()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fake.fail_next(3, 500);
+    wait_all_pinned(&queue, items.len(), Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    worker.abort();
+    check_pinned_once(&queue, &fake, &items, &seen).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_payer_is_refused_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    // The provider expects another payer: creation must fail, nothing is pinned.
+    let fake = FakePdp::start(fake_config(OTHER_KEY)).await;
+    let cfg = config(&fake, 4);
+    let (_db, queue) = open_queue(&dir.path().join("db"));
+    let items = make_files(dir.path(), 3);
+    let seen = Seen::default();
+    let worker = spawn_pinner(&queue, &cfg, &seen);
+    for it in &items {
+        queue.enqueue(it.clone()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    worker.abort();
+    assert_eq!(queue.counts(None).unwrap().pinned, 0);
+    assert!(seen.lock().unwrap().is_empty());
+    assert!(fake.data_set_count() == 0);
+    assert!(
+        fake.violations().iter().any(|v| v.contains("create")),
+        "{:?}",
+        fake.violations()
+    );
+    // Uploads themselves went through (parking needs no signature).
+    let parked = queue
+        .records()
+        .unwrap()
+        .into_iter()
+        .filter(|r| matches!(r.state, storage::filcdn::PinState::Parked { .. }))
+        .count();
+    assert_eq!(parked, 3);
+    let _: Address = fake_config(OTHER_KEY).payer;
+}
