@@ -627,3 +627,39 @@ async fn camera_restart_reconnects_with_new_tracks() {
     p.task.await.unwrap().unwrap();
     drop(cam2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mid_stream_resolution_change_sends_new_tracks() {
+    // The camera's encoder is reconfigured 2 s in: in-band SPS/PPS for 640x480 with an IDR.
+    let cam = Camera::start(&["--switch-after", "2", "--switch-size", "640x480"]);
+    let mut p = start_pull(&cam.url("", "/cam"), RtspTransport::Tcp, quick_config());
+    let mut got = Got::default();
+    collect(&mut p, &mut got, Duration::from_secs(30), |g| {
+        g.runs.len() == 2 && g.video(1).len() >= 61
+    })
+    .await;
+    assert_eq!(got.tracks.len(), 2);
+    assert_tracks_h264_aac(&got.tracks[0], 48_000);
+    match &got.tracks[1][0].codec {
+        Codec::H264 { width, height, .. } => assert_eq!((*width, *height), (640, 480)),
+        c => panic!("{c:?}"),
+    }
+    assert_eq!(got.tracks[1][1], got.tracks[0][1], "audio unchanged");
+    assert!(got.video(0).len() >= 30, "the first size ran for a while");
+    assert_run_healthy(&got, 1, 48_000);
+    // Same connection: the clock just goes on, one frame later.
+    let last = got.video(0).last().unwrap().dts;
+    let first = got.video(1)[0].dts;
+    assert!(
+        (2_999..=3_001).contains(&(first - last)),
+        "{last} -> {first}"
+    );
+    let s = p.status.borrow().clone();
+    assert_eq!(s.connections, 1);
+    assert_eq!(
+        s.video.as_ref().map(|v| (v.width, v.height)),
+        Some((640, 480))
+    );
+    p.cancel.cancel();
+    p.task.await.unwrap().unwrap();
+}

@@ -369,6 +369,48 @@ mod tests {
         assert_eq!(a.dts, 48_000 + 43);
     }
 
+    proptest::proptest! {
+        /// Whatever a camera's clock does (jumps, resets, reordering, duplicate timestamps) and
+        /// however often it reconnects, every track's dts only goes up, across runs too, and a
+        /// run's first frame is its video frame.
+        #[test]
+        fn dts_never_goes_back(
+            steps in proptest::collection::vec(
+                (0u8..8, -5_000_000i64..5_000_000, 0u32..3000),
+                1..300,
+            )
+        ) {
+            let mut c = RunClock::default();
+            let mut last_v: Option<i64> = None;
+            let mut last_a: Option<i64> = None;
+            let mut in_run = false;
+            for (op, elapsed, len) in steps {
+                match op {
+                    0 => {
+                        c.begin_run();
+                        in_run = false;
+                    }
+                    1..=4 => {
+                        if let Some(m) = c.map(TrackKind::Video, elapsed, 90_000, 90_000, None) {
+                            proptest::prop_assert!(last_v.is_none_or(|l| m.dts > l));
+                            proptest::prop_assert!(m.cts_offset <= 0);
+                            last_v = Some(m.dts);
+                            in_run = true;
+                        }
+                    }
+                    _ => {
+                        let m = c.map(TrackKind::Audio, elapsed / 2, 44_100, 44_100, Some(len.max(1)));
+                        if let Some(m) = m {
+                            proptest::prop_assert!(in_run, "audio mapped before the run's video");
+                            proptest::prop_assert!(last_a.is_none_or(|l| m.dts > l));
+                            last_a = Some(m.dts);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn backwards_video_keeps_decode_order() {
         let mut c = RunClock::default();

@@ -29,7 +29,7 @@ from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 def launch_line(args):
     video = (
         "videotestsrc is-live=true pattern={pattern} "
-        "! video/x-raw,width={w},height={h},framerate={fps}/1 "
+        "! capsfilter name=res caps=video/x-raw,width={w},height={h},framerate={fps}/1 "
         "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} "
         "bframes=0 b-adapt=false option-string=scenecut=0 bitrate={kbps} "
         "! video/x-h264,profile=constrained-baseline "
@@ -75,6 +75,12 @@ def main():
     p.add_argument("--gop", type=int, default=30)
     p.add_argument("--kbps", type=int, default=300)
     p.add_argument("--pattern", default="ball")
+    p.add_argument(
+        "--switch-after",
+        type=float,
+        help="seconds after the media starts, change the resolution (new SPS/PPS in-band)",
+    )
+    p.add_argument("--switch-size", default="640x480")
     args = p.parse_args()
 
     Gst.init(None)
@@ -110,6 +116,27 @@ def main():
         perms.add_permission_for_role("camuser", "media.factory.access", True)
         perms.add_permission_for_role("camuser", "media.factory.construct", True)
         factory.set_permissions(perms)
+
+    if args.switch_after is not None:
+        w, h = (int(x) for x in args.switch_size.split("x"))
+
+        def on_configure(_factory, media):
+            res = media.get_element().get_by_name("res")
+
+            def switch():
+                # x264enc reconfigures on new caps: a new SPS/PPS and an IDR, like a camera
+                # whose resolution is changed in its web UI.
+                res.set_property(
+                    "caps",
+                    Gst.Caps.from_string(
+                        "video/x-raw,width=%d,height=%d,framerate=%d/1" % (w, h, args.fps)
+                    ),
+                )
+                return False
+
+            GLib.timeout_add(int(args.switch_after * 1000), switch)
+
+        factory.connect("media-configure", on_configure)
 
     server.get_mount_points().add_factory(args.path, factory)
     if server.attach(None) == 0:
