@@ -229,19 +229,37 @@ async fn crash_mid_queue_and_reopen_pins_each_exactly_once() {
     let seen = Seen::default();
     // Kill the worker at assorted points (mid-upload, mid-batch, mid-poll), drop the db and
     // reopen it, again and again.
-    for (round, ms) in [35u64, 80, 20, 150, 60, 230, 45, 120]
-        .into_iter()
-        .enumerate()
-    {
+    let mut progress = Vec::new();
+    for ms in [35u64, 80, 20, 150, 60, 230, 45, 120, 90, 170] {
         let (db, queue) = open_queue(&db_path);
         let worker = spawn_pinner(&queue, &cfg, &seen);
         tokio::time::sleep(Duration::from_millis(ms)).await;
         worker.abort();
         let _ = worker.await;
+        progress.push(queue.counts(None).unwrap().pinned);
+        let mut states: HashMap<String, usize> = HashMap::new();
+        for r in queue.records().unwrap() {
+            let name = format!("{:?}", r.state);
+            *states
+                .entry(name.split([' ', '{']).next().unwrap_or("").to_string())
+                .or_default() += 1;
+        }
+        let batches: Vec<(bool, bool)> = queue
+            .batches()
+            .unwrap()
+            .iter()
+            .map(|b| (b.submitting, b.status_url.is_some()))
+            .collect();
+        eprintln!("after {ms} ms: {states:?} batches (submitting, has status) {batches:?}");
         drop(queue);
         drop(db);
-        let _ = round;
     }
+    eprintln!("pinned after each kill: {progress:?}");
+    // The kills landed mid-queue, not all before or all after the work.
+    assert!(
+        progress.iter().any(|&p| p > 0 && p < items.len()),
+        "{progress:?}"
+    );
     let (_db, queue) = open_queue(&db_path);
     let worker = spawn_pinner(&queue, &cfg, &seen);
     wait_all_pinned(&queue, items.len(), Duration::from_secs(40)).await;
@@ -272,6 +290,10 @@ async fn throttling_errors_slow_parking_and_rejected_tx_are_retried() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     worker.abort();
     check_pinned_once(&queue, &fake, &items, &seen).await;
+    // The faults really happened: 6 × 429 + 3 × 500, and one reverted batch that was re-sent.
+    assert_eq!(fake.injected_failures(), 9);
+    assert_eq!(fake.reverted_txs(), 1);
+    assert!(fake.add_calls() >= 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,4 +328,48 @@ async fn wrong_payer_is_refused_and_reported() {
         .count();
     assert_eq!(parked, 3);
     let _: Address = fake_config(OTHER_KEY).payer;
+}
+
+/// A kill between sending add-pieces and storing its answer: the transaction lands anyway, so
+/// the restarted worker must find the pieces in the data set instead of adding them twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_add_sent_before_answer_stored_adds_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakePdp::start(fake_config(PAYER_KEY)).await;
+    let cfg = config(&fake, 5);
+    let db_path = dir.path().join("db");
+    let items = make_files(dir.path(), 5);
+    let seen = Seen::default();
+    fake.delay_add_answers(Some(Duration::from_secs(5)));
+    {
+        let (db, queue) = open_queue(&db_path);
+        for it in &items {
+            queue.enqueue(it.clone()).await.unwrap();
+        }
+        let worker = spawn_pinner(&queue, &cfg, &seen);
+        let start = Instant::now();
+        // Wait until the batch is sent but its answer not stored, then kill.
+        while fake.add_calls() == 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no add-pieces call"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let b = queue.batches().unwrap();
+        assert_eq!(b.len(), 1);
+        assert!(b[0].submitting && b[0].status_url.is_none(), "{b:?}");
+        worker.abort();
+        let _ = worker.await;
+        drop(queue);
+        drop(db);
+    }
+    fake.delay_add_answers(None);
+    let (_db, queue) = open_queue(&db_path);
+    let worker = spawn_pinner(&queue, &cfg, &seen);
+    wait_all_pinned(&queue, items.len(), Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    worker.abort();
+    check_pinned_once(&queue, &fake, &items, &seen).await;
+    assert_eq!(fake.add_calls(), 1, "the batch was sent again");
 }

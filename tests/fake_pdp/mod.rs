@@ -55,6 +55,8 @@ struct Faults {
     reject_txs: usize,
     /// Simulated outage: surviving keep-alive connections get 503.
     down: bool,
+    /// Add-pieces answers come this late (the transaction is sent at once).
+    add_answer_delay: Option<Duration>,
 }
 
 struct Upload {
@@ -99,6 +101,8 @@ struct Inner {
     add_txs: HashMap<String, AddTx>,
     next_id: u64,
     faults: Faults,
+    /// Calls answered with an injected failure status.
+    injected: usize,
     /// Requests that broke a rule the real provider or chain enforces.
     violations: Vec<String>,
     requests: usize,
@@ -206,6 +210,11 @@ impl FakePdp {
         self.shared.inner.lock().unwrap().faults.reject_txs = n;
     }
 
+    /// Delays add-pieces answers (not the transactions).
+    pub fn delay_add_answers(&self, d: Option<Duration>) {
+        self.shared.inner.lock().unwrap().faults.add_answer_delay = d;
+    }
+
     /// How many PUTs of this piece were accepted.
     pub fn uploads_of(&self, cid: &str) -> usize {
         self.shared
@@ -240,6 +249,22 @@ impl FakePdp {
 
     pub fn data_set_count(&self) -> usize {
         self.shared.inner.lock().unwrap().data_sets.len()
+    }
+
+    /// Calls answered with an injected failure.
+    pub fn injected_failures(&self) -> usize {
+        self.shared.inner.lock().unwrap().injected
+    }
+
+    /// Add-pieces transactions that reverted.
+    pub fn reverted_txs(&self) -> usize {
+        let g = self.shared.inner.lock().unwrap();
+        g.add_txs.values().filter(|t| t.reverted).count()
+    }
+
+    /// Add-pieces calls accepted (transactions sent), reverted or not.
+    pub fn add_calls(&self) -> usize {
+        self.shared.inner.lock().unwrap().add_txs.len()
     }
 
     pub fn request_count(&self) -> usize {
@@ -285,10 +310,12 @@ async fn faults(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Respo
             return err(StatusCode::SERVICE_UNAVAILABLE, "down");
         }
         if let Some(st) = g.faults.all {
+            g.injected += 1;
             return err(StatusCode::from_u16(st).unwrap(), "injected failure");
         }
         if let Some((n, st)) = g.faults.next {
             g.faults.next = if n > 1 { Some((n - 1, st)) } else { None };
+            g.injected += 1;
             return err(StatusCode::from_u16(st).unwrap(), "injected failure");
         }
         settle(&s.cfg, &mut g);
@@ -546,7 +573,23 @@ async fn add_pieces(
     Path(id): Path<u64>,
     Json(body): Json<Value>,
 ) -> Response {
+    let (resp, delay) = add_pieces_now(&s, id, &body);
+    if let Some(d) = delay {
+        // The transaction is already sent; only the answer is late (a crash window).
+        tokio::time::sleep(d).await;
+    }
+    resp
+}
+
+fn add_pieces_now(s: &Shared, id: u64, body: &Value) -> (Response, Option<Duration>) {
     let mut g = s.inner.lock().unwrap();
+    let delay = g.faults.add_answer_delay;
+    let resp = add_pieces_locked(s, &mut g, id, body);
+    let sent = resp.status() == StatusCode::CREATED;
+    (resp, delay.filter(|_| sent))
+}
+
+fn add_pieces_locked(s: &Shared, g: &mut Inner, id: u64, body: &Value) -> Response {
     let Some(client_id) = g.data_sets.get(&id).map(|d| d.client_id) else {
         return err(StatusCode::NOT_FOUND, "Data set not found");
     };
