@@ -312,6 +312,89 @@ fn assert_run_healthy(got: &Got, run: usize, sample_rate: u32) {
     );
 }
 
+/// Decodes frames with ffprobe (`-count_frames`) and returns how many it decoded, failing on any
+/// decoder complaint. Video goes as Annex B (SPS/PPS from the avcC before each keyframe), audio
+/// as ADTS built from the AudioSpecificConfig: what a player gets from the init segment.
+fn ffprobe_decoded(track: &Track, frames: &[&MediaFrame], name: &str) -> usize {
+    let mut out = Vec::new();
+    let format = match &track.codec {
+        Codec::H264 { avcc, .. } => {
+            let sps_len = usize::from(u16::from_be_bytes([avcc[6], avcc[7]]));
+            let sps = &avcc[8..8 + sps_len];
+            let p = 8 + sps_len;
+            assert_eq!(avcc[p], 1, "one PPS");
+            let pps_len = usize::from(u16::from_be_bytes([avcc[p + 1], avcc[p + 2]]));
+            let pps = &avcc[p + 3..p + 3 + pps_len];
+            for f in frames {
+                if f.keyframe {
+                    for ps in [sps, pps] {
+                        out.extend_from_slice(&[0, 0, 0, 1]);
+                        out.extend_from_slice(ps);
+                    }
+                }
+                let d = &f.data[..];
+                let mut i = 0;
+                while i + 4 <= d.len() {
+                    let n = u32::from_be_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]]) as usize;
+                    out.extend_from_slice(&[0, 0, 0, 1]);
+                    out.extend_from_slice(&d[i + 4..i + 4 + n]);
+                    i += 4 + n;
+                }
+            }
+            "h264"
+        }
+        Codec::Aac { asc, .. } => {
+            let aot = asc[0] >> 3;
+            let sf = ((asc[0] & 7) << 1) | (asc[1] >> 7);
+            let ch = (asc[1] >> 3) & 0xf;
+            for f in frames {
+                let len = f.data.len() + 7;
+                out.extend_from_slice(&[
+                    0xff,
+                    0xf1,
+                    ((aot - 1) << 6) | (sf << 2) | (ch >> 2),
+                    ((ch & 3) << 6) | (len >> 11) as u8,
+                    (len >> 3) as u8,
+                    (((len & 7) as u8) << 5) | 0x1f,
+                    0xfc,
+                ]);
+                out.extend_from_slice(&f.data);
+            }
+            "aac"
+        }
+        c => panic!("{c:?}"),
+    };
+    let path = std::env::temp_dir().join(format!(
+        "storef-rtsp-{}-{name}.{format}",
+        std::process::id()
+    ));
+    std::fs::write(&path, &out).unwrap();
+    let o = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            format,
+            "-count_frames",
+            "-select_streams",
+            "0",
+        ])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(&path)
+        .output()
+        .expect("ffprobe (Debian ffmpeg) installed");
+    let _ = std::fs::remove_file(&path);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && stderr.trim().is_empty(),
+        "ffprobe {format}: {stderr}"
+    );
+    String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .expect("a frame count")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_h264_aac_at_30fps_with_keyframes_every_30() {
     // TCP-only server: a UDP SETUP would get 461, so frames prove interleaved TCP was used.
@@ -331,6 +414,14 @@ async fn tcp_h264_aac_at_30fps_with_keyframes_every_30() {
     let audio = got.audio(0).len();
     assert!((220..=250).contains(&audio), "{audio} AAC frames for 5 s");
     assert!(got.stats >= 3, "a Stats event about once a second");
+    // Every frame decodes, with only the track's config out of band.
+    let video = got.video(0);
+    assert_eq!(
+        ffprobe_decoded(&got.tracks[0][0], &video, "tcp"),
+        video.len()
+    );
+    let aac = got.audio(0);
+    assert_eq!(ffprobe_decoded(&got.tracks[0][1], &aac, "tcp"), aac.len());
     let s = p.status.borrow().clone();
     assert_eq!(s.state, RtspState::Streaming);
     assert_eq!(s.connections, 1);
@@ -364,7 +455,7 @@ async fn tcp_h264_aac_at_30fps_with_keyframes_every_30() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_transport_44k_audio() {
     // UDP-only server; a different AAC rate proves the audio timescale follows the clock rate.
-    let cam = Camera::start(&["--protocols", "udp", "--rate", "44100"]);
+    let mut cam = Camera::start(&["--protocols", "udp", "--rate", "44100"]);
     let mut p = start_pull(&cam.url("", "/cam"), RtspTransport::Udp, quick_config());
     let mut got = Got::default();
     collect(&mut p, &mut got, Duration::from_secs(30), |g| {
@@ -376,6 +467,27 @@ async fn udp_transport_44k_audio() {
     assert_tracks_h264_aac(&got.tracks[0], 44_100);
     assert_run_healthy(&got, 0, 44_100);
     assert_eq!(p.status.borrow().transport, RtspTransport::Udp);
+    // A camera that freezes (or a pulled cable) sends nothing and closes nothing: SIGSTOP the
+    // server. Only the frame timeout (3 s here) can notice.
+    let stopped = Command::new("kill")
+        .args(["-STOP", &cam.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let frozen = std::time::Instant::now();
+    let s = wait_status(&mut p, Duration::from_secs(15), |s| {
+        s.state == RtspState::Reconnecting
+    })
+    .await;
+    let waited = frozen.elapsed();
+    let e = s.last_error.unwrap();
+    assert_eq!(e.kind, RtspErrorKind::Dropped, "{e:?}");
+    assert!(e.message.contains("no video for 3 s"), "{e:?}");
+    assert!(waited >= Duration::from_millis(2_500), "{waited:?}");
+    let _ = Command::new("kill")
+        .args(["-CONT", &cam.child.id().to_string()])
+        .status();
+    cam.kill();
     p.cancel.cancel();
     assert_eq!(p.task.await.unwrap(), Ok(()));
 }
@@ -647,6 +759,11 @@ async fn mid_stream_resolution_change_sends_new_tracks() {
     assert_eq!(got.tracks[1][1], got.tracks[0][1], "audio unchanged");
     assert!(got.video(0).len() >= 30, "the first size ran for a while");
     assert_run_healthy(&got, 1, 48_000);
+    let after = got.video(1);
+    assert_eq!(
+        ffprobe_decoded(&got.tracks[1][0], &after, "switch"),
+        after.len()
+    );
     // Same connection: the clock just goes on, one frame later.
     let last = got.video(0).last().unwrap().dts;
     let first = got.video(1)[0].dts;

@@ -279,6 +279,33 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any string: no panic; and whatever the password, once accepted it never shows in
+        /// `Debug`, `redacted_url` or an error message, and comes back intact from `split`.
+        #[test]
+        fn password_never_leaks(
+            junk in ".{0,80}",
+            user in "[a-zA-Z0-9._~-]{1,12}",
+            pass in "[a-zA-Z0-9]{6,16}",
+            host in "[a-z]{1,10}(\\.[a-z]{1,5})?",
+            path in "(/[a-zA-Z0-9_.-]{0,8}){0,3}",
+        ) {
+            let _ = RtspSource::parse(&junk, RtspTransport::Tcp).map(|s| s.redacted_url());
+            let url = format!("rtsp://{user}:{pass}@{host}:554{path}");
+            let s = RtspSource::parse(&url, RtspTransport::Tcp).unwrap();
+            let redacted = s.redacted_url();
+            proptest::prop_assume!(!user.contains(&pass) && !host.contains(&pass) && !path.contains(&pass));
+            proptest::prop_assert!(!redacted.contains(&pass), "{}", redacted);
+            let shown = format!("{:?}", s);
+            proptest::prop_assert!(!shown.contains(&pass));
+            let (u, creds) = s.split().unwrap();
+            proptest::prop_assert!(!u.as_str().contains(&pass));
+            let creds = creds.unwrap();
+            proptest::prop_assert_eq!(creds.username, user);
+            proptest::prop_assert_eq!(creds.password, pass);
+        }
+    }
+
     #[test]
     fn transport_from_str() {
         assert_eq!("tcp".parse::<RtspTransport>().unwrap(), RtspTransport::Tcp);
