@@ -395,6 +395,34 @@ fn ffprobe_decoded(track: &Track, frames: &[&MediaFrame], name: &str) -> usize {
         .expect("a frame count")
 }
 
+/// With packet loss frames go missing, but those that arrive sit on the 30 fps grid, keyframes on
+/// whole seconds, and AAC frames on 1024-sample steps.
+fn assert_clock_on_grid(got: &Got, run: usize, sample_rate: u32) {
+    let video = got.video(run);
+    assert!(video[0].keyframe);
+    let t0 = video[0].dts;
+    for f in &video {
+        let k = (f.dts - t0 + 1_500).div_euclid(3_000);
+        assert!(
+            ((f.dts - t0) - k * 3_000).abs() <= 2 + k / 100,
+            "off grid: {}",
+            f.dts - t0
+        );
+        if f.keyframe {
+            assert_eq!(k % 30, 0, "keyframe at frame {k}");
+        }
+    }
+    assert!(video.windows(2).all(|w| w[1].dts > w[0].dts));
+    let audio = got.audio(run);
+    assert!(audio
+        .windows(2)
+        .all(|w| (w[1].dts - w[0].dts) % 1024 == 0 && w[1].dts > w[0].dts));
+    assert!(
+        audio.iter().all(|a| a.duration == Some(1024)),
+        "{sample_rate}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_h264_aac_at_30fps_with_keyframes_every_30() {
     // TCP-only server: a UDP SETUP would get 461, so frames prove interleaved TCP was used.
@@ -465,7 +493,15 @@ async fn udp_transport_44k_audio() {
     })
     .await;
     assert_tracks_h264_aac(&got.tracks[0], 44_100);
-    assert_run_healthy(&got, 0, 44_100);
+    // Loopback UDP loses nothing unless the machine is starved; if retina reports loss, check
+    // what loss cannot break: the media clock.
+    let lost = p.status.borrow().packets_lost;
+    assert_clock_on_grid(&got, 0, 44_100);
+    if lost == 0 {
+        assert_run_healthy(&got, 0, 44_100);
+    } else {
+        eprintln!("udp: {lost} packets lost; checked timestamps only");
+    }
     assert_eq!(p.status.borrow().transport, RtspTransport::Udp);
     // A camera that freezes (or a pulled cable) sends nothing and closes nothing: SIGSTOP the
     // server. Only the frame timeout (3 s here) can notice.
