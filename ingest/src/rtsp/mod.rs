@@ -10,6 +10,38 @@
 //! - [`convert`]: sans-IO codec-parameter and timestamp mapping.
 //! - [`status`]: what the API shows, and the fps/bitrate meter.
 //! - [`pull`](mod@pull): the tokio task around retina.
+//!
+//! Wiring it into a stream (what the server does for `"pull": "rtsp://…"`):
+//!
+//! ```no_run
+//! use ingest::publish::{IngestEvent, Publisher};
+//! use ingest::rtsp::{pull, RtspConfig, RtspSource, RtspStatus, RtspTransport};
+//! use tokio::sync::{mpsc, watch};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # async fn demo() {
+//! let source = RtspSource::parse("rtsp://admin:pw@192.0.2.10/stream1", RtspTransport::Tcp)
+//!     .expect("checked when the stream was started");
+//! let (status_tx, status_rx) = watch::channel(RtspStatus::new(&source));
+//! let (events_tx, mut events_rx) = mpsc::channel::<IngestEvent>(1024);
+//! let stop = CancellationToken::new();
+//! // Called once per connection; the Publisher is dropped when that connection ends.
+//! let publisher = move || {
+//!     Ok(Publisher {
+//!         stream_id: "stream-id".into(),
+//!         events: events_tx.clone(),
+//!         cancel: CancellationToken::new(),
+//!     })
+//! };
+//! tokio::spawn(pull(source, publisher, status_tx, RtspConfig::default(), stop.clone()));
+//! while let Some(ev) = events_rx.recv().await {
+//!     // Tracks -> new run (init segment + EXT-X-DISCONTINUITY), Frame -> segmenter, Stats -> status
+//! #   let _ = ev;
+//! }
+//! // GET /api/streams/:id: serde_json::to_value(&*status_rx.borrow())
+//! # let _ = status_rx;
+//! # }
+//! ```
 
 pub mod convert;
 pub mod pull;
