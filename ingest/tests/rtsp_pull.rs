@@ -187,6 +187,17 @@ async fn collect(p: &mut Pull, got: &mut Got, within: Duration, done: impl Fn(&G
     }
 }
 
+/// Starts a pull and receives until `video` video frames arrived.
+async fn pull_until_video(url: &str, transport: RtspTransport, video: usize) -> (Pull, Got) {
+    let mut p = start_pull(url, transport, quick_config());
+    let mut got = Got::default();
+    collect(&mut p, &mut got, Duration::from_secs(30), |g| {
+        g.video_total() >= video
+    })
+    .await;
+    (p, got)
+}
+
 /// Waits until the status satisfies `f`.
 async fn wait_status(
     p: &mut Pull,
@@ -427,14 +438,7 @@ fn assert_clock_on_grid(got: &Got, run: usize, sample_rate: u32) {
 async fn tcp_h264_aac_at_30fps_with_keyframes_every_30() {
     // TCP-only server: a UDP SETUP would get 461, so frames prove interleaved TCP was used.
     let cam = Camera::start(&["--protocols", "tcp"]);
-    let mut p = start_pull(&cam.url("", "/cam"), RtspTransport::Tcp, quick_config());
-    let mut got = Got::default();
-    collect(&mut p, &mut got, Duration::from_secs(30), |g| {
-        g.runs
-            .first()
-            .is_some_and(|r| r.iter().filter(|f| f.kind == TrackKind::Video).count() >= 151)
-    })
-    .await;
+    let (p, got) = pull_until_video(&cam.url("", "/cam"), RtspTransport::Tcp, 151).await;
     assert_eq!(got.tracks.len(), 1);
     assert_tracks_h264_aac(&got.tracks[0], 48_000);
     assert_run_healthy(&got, 0, 48_000);
@@ -484,14 +488,7 @@ async fn tcp_h264_aac_at_30fps_with_keyframes_every_30() {
 async fn udp_transport_44k_audio() {
     // UDP-only server; a different AAC rate proves the audio timescale follows the clock rate.
     let mut cam = Camera::start(&["--protocols", "udp", "--rate", "44100"]);
-    let mut p = start_pull(&cam.url("", "/cam"), RtspTransport::Udp, quick_config());
-    let mut got = Got::default();
-    collect(&mut p, &mut got, Duration::from_secs(30), |g| {
-        g.runs
-            .first()
-            .is_some_and(|r| r.iter().filter(|f| f.kind == TrackKind::Video).count() >= 91)
-    })
-    .await;
+    let (mut p, got) = pull_until_video(&cam.url("", "/cam"), RtspTransport::Udp, 91).await;
     assert_tracks_h264_aac(&got.tracks[0], 44_100);
     // Loopback UDP loses nothing unless the machine is starved; if retina reports loss, check
     // what loss cannot break: the media clock.
@@ -744,28 +741,16 @@ async fn camera_restart_reconnects_with_new_tracks() {
     assert_run_healthy(&got, 0, 48_000);
     assert_run_healthy(&got, 1, 48_000);
     // Timestamps keep going up across the reconnect.
-    let last_before = got.runs[0]
-        .iter()
-        .map(|f| {
-            f.dts as f64
-                / if f.kind == TrackKind::Video {
-                    90_000.0
-                } else {
-                    48_000.0
-                }
-        })
-        .fold(0.0, f64::max);
-    let first_after = got.runs[1]
-        .iter()
-        .map(|f| {
-            f.dts as f64
-                / if f.kind == TrackKind::Video {
-                    90_000.0
-                } else {
-                    48_000.0
-                }
-        })
-        .fold(f64::MAX, f64::min);
+    let secs = |f: &MediaFrame| {
+        let rate = if f.kind == TrackKind::Video {
+            90_000.0
+        } else {
+            48_000.0
+        };
+        f.dts as f64 / rate
+    };
+    let last_before = got.runs[0].iter().map(secs).fold(0.0, f64::max);
+    let first_after = got.runs[1].iter().map(secs).fold(f64::MAX, f64::min);
     assert!(first_after > last_before, "{first_after} > {last_before}");
     let s = p.status.borrow().clone();
     assert_eq!(s.state, RtspState::Streaming);
