@@ -188,3 +188,51 @@ pub fn render_url(template: &str, payer: &str, piece: &super::piece_cid::PieceCi
         .replace("{pieceCidV1}", &piece.to_v1_string())
         .replace("{cid}", &v2)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filcdn::commp::commp;
+    use crate::filcdn::piece_cid::PieceCid;
+
+    #[test]
+    fn url_templates_filbeam_and_legacy_filcdn() {
+        let piece = PieceCid::from(commp(&[0u8; 127]));
+        let payer = "0xC11af1a53f16c1863d0BB06857c87Ae433445C49";
+        let cal = FilcdnConfig::default();
+        assert_eq!(
+            render_url(cal.url_template(), payer, &piece),
+            "https://0xC11af1a53f16c1863d0BB06857c87Ae433445C49.calibration.filbeam.io/\
+             bafkzcibcaabdomn3tgwgrh3g532zopskstnbrd2n3sxfqbze7rxt7vqn7veigmy"
+        );
+        let main = FilcdnConfig {
+            network: Network::Mainnet,
+            ..FilcdnConfig::default()
+        };
+        assert!(render_url(main.url_template(), payer, &piece)
+            .starts_with("https://0xC11af1a53f16c1863d0BB06857c87Ae433445C49.filbeam.io/bafkzcib"));
+        // The seed's form (shared/seed/session.txt): legacy host, v1 CID.
+        let legacy = "https://{payer}.calibration.filcdn.io/{pieceCidV1}";
+        assert_eq!(
+            render_url(legacy, payer, &piece),
+            "https://0xC11af1a53f16c1863d0BB06857c87Ae433445C49.calibration.filcdn.io/\
+             baga6ea4seaqdomn3tgwgrh3g532zopskstnbrd2n3sxfqbze7rxt7vqn7veigmy"
+        );
+    }
+
+    #[test]
+    fn secret_never_printed_and_config_parses() {
+        let cfg: FilcdnConfig = serde_json::from_str(
+            r#"{"enabled": true, "network": "mainnet", "private_key": "0xdeadbeef",
+                "data_set_id": 7, "client_data_set_id": 9, "batch_size": 500}"#,
+        )
+        .unwrap();
+        assert!(cfg.enabled);
+        assert_eq!(cfg.network, Network::Mainnet);
+        assert_eq!(cfg.batch_size(), MAX_BATCH);
+        assert_eq!(cfg.timeouts, FilcdnTimeouts::default());
+        assert_eq!(cfg.warm_storage(), Network::Mainnet.default_warm_storage());
+        let shown = format!("{cfg:?} {}", serde_json::to_string(&cfg).unwrap());
+        assert!(!shown.contains("deadbeef"), "{shown}");
+    }
+}

@@ -18,5 +18,8 @@ pub use config::{FilcdnConfig, FilcdnTimeouts, Secret};
 pub use eip712::{Network, PayerKey};
 pub use pdp::{PdpClient, PdpError};
 pub use piece_cid::PieceCid;
-pub use pinner::{check_config, run_pinner, PinnedItem, PinnerError};
+pub use pinner::{
+    check_config, piece_cid_of_file, run_pinner, startup_check, PinnedItem, PinnerError,
+    StartupReport,
+};
 pub use queue::{PinCounts, PinItem, PinKind, PinQueue, PinRecord, PinState, QueueError};

@@ -33,6 +33,10 @@ pub struct PinnedItem {
     pub piece_cid: String,
     pub url: String,
     pub local_path: PathBuf,
+    /// Unix ms when it was enqueued; with `pinned_ms`, the pin latency for metrics.
+    pub enqueued_ms: u64,
+    /// Unix ms when `on_pinned` was called.
+    pub pinned_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,49 @@ pub enum PinnerError {
     Config(String),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    #[error("filcdn provider {url}: {error}")]
+    Provider { url: String, error: PdpError },
+}
+
+/// What [`startup_check`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartupReport {
+    /// The wallet that pays (fund it with USDFC and approve FWSS as operator beforehand).
+    pub payer: Address,
+    /// The data set in use, if there is one yet (configured, or created earlier and in sled).
+    pub data_set_id: Option<u64>,
+}
+
+/// Start-up check: config sane, provider reachable (`GET /pdp/ping`), configured data set
+/// known to the provider. Funding cannot be seen from here (that needs a chain RPC): an
+/// unfunded wallet shows up as a rejected data-set creation in the queue's `last_error`.
+pub async fn startup_check(
+    client: &PdpClient,
+    cfg: &FilcdnConfig,
+    queue: &PinQueue,
+) -> Result<StartupReport, PinnerError> {
+    let payer = check_config(cfg)?;
+    let t = &cfg.timeouts;
+    let provider = |error| PinnerError::Provider {
+        url: cfg.provider_url.clone(),
+        error,
+    };
+    client.ping(t.request()).await.map_err(provider)?;
+    let data_set_id = match (cfg.data_set_id, queue.data_set()?) {
+        (Some(id), _) => {
+            client.data_set(id, t.request()).await.map_err(provider)?;
+            Some(id)
+        }
+        (None, Some(DataSetState::Ready { data_set_id, .. })) => Some(data_set_id),
+        (None, _) => None,
+    };
+    Ok(StartupReport { payer, data_set_id })
+}
+
+/// PieceCIDv2 of a file, streaming (for `storef piece-cid FILE`; `.to_v1_string()` for `--v1`).
+pub async fn piece_cid_of_file(path: &std::path::Path) -> std::io::Result<PieceCid> {
+    let f = tokio::fs::File::open(path).await?;
+    Ok(PieceCid::from(commp_reader(f).await?))
 }
 
 /// Checked, parsed config the worker runs with.
@@ -123,20 +170,47 @@ where
         on_pinned: &on_pinned,
     };
     let wake = queue.wake_signal();
+    let chain_wake = tokio::sync::Notify::new();
     tracing::info!(payer = %p.payer, provider = %p.cfg.provider_url, "filcdn pinner started");
-    loop {
-        let sleep = match p.pass().await {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!(error = %e, "filcdn pin queue");
-                Duration::from_millis(p.cfg.timeouts.backoff_max_ms.min(5_000))
+    // Two loops over disjoint states: uploads (Pending) may take minutes for a VOD and must
+    // not hold up parking polls, batching and confirmations of everything else.
+    let uploads = async {
+        loop {
+            let sleep = match p.upload_pass().await {
+                Ok((d, worked)) => {
+                    if worked {
+                        chain_wake.notify_one();
+                    }
+                    d
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "filcdn pin queue");
+                    Duration::from_millis(p.cfg.timeouts.backoff_max_ms.min(5_000))
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = wake.notified() => {}
             }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(sleep) => {}
-            _ = wake.notified() => {}
         }
-    }
+    };
+    let chain = async {
+        loop {
+            let sleep = match p.chain_pass().await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %e, "filcdn pin queue");
+                    Duration::from_millis(p.cfg.timeouts.backoff_max_ms.min(5_000))
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = chain_wake.notified() => {}
+            }
+        }
+    };
+    tokio::join!(uploads, chain);
+    Ok(())
 }
 
 /// 32 unpredictable-enough bytes for `clientDataSetId` / `AddPieces.nonce`: they must be
@@ -167,23 +241,44 @@ impl<F: Fn(PinnedItem) + Send + Sync> Pinner<'_, F> {
         )
     }
 
-    /// One pass over the queue; returns how long to sleep.
-    async fn pass(&self) -> Result<Duration, QueueError> {
+    /// Uploads due Pending items (`upload_concurrency` at a time); returns how long to sleep
+    /// and whether anything moved on.
+    async fn upload_pass(&self) -> Result<(Duration, bool), QueueError> {
+        let now = now_ms();
+        let pending: Vec<PinRecord> = self
+            .queue
+            .records()?
+            .into_iter()
+            .filter(|r| matches!(r.state, PinState::Pending))
+            .collect();
+        let due: Vec<&PinRecord> = pending
+            .iter()
+            .filter(|r| r.next_retry_ms <= now)
+            .take(self.cfg.upload_concurrency.max(1))
+            .collect();
+        if due.is_empty() {
+            let next = pending
+                .iter()
+                .map(|r| r.next_retry_ms)
+                .min()
+                .unwrap_or(now + 60_000);
+            return Ok((
+                Duration::from_millis(next.saturating_sub(now).clamp(10, 60_000)),
+                false,
+            ));
+        }
+        futures_util::future::join_all(due.iter().map(|r| self.upload(r, now))).await;
+        Ok((Duration::ZERO, true))
+    }
+
+    /// Everything after the upload: parking polls, data set, batches, notifications.
+    async fn chain_pass(&self) -> Result<Duration, QueueError> {
         let now = now_ms();
         let records = self.queue.records()?;
         self.notify(&records).await?;
         let data_set = self.ensure_data_set(now).await?;
 
-        let due = |r: &&PinRecord| r.next_retry_ms <= now;
-        let uploads: Vec<&PinRecord> = records
-            .iter()
-            .filter(|r| matches!(r.state, PinState::Pending))
-            .filter(due)
-            .take(self.cfg.upload_concurrency.max(1))
-            .collect();
-        futures_util::future::join_all(uploads.iter().map(|r| self.upload(r, now))).await;
-
-        for r in records.iter().filter(due) {
+        for r in records.iter().filter(|r| r.next_retry_ms <= now) {
             if let PinState::Uploaded {
                 piece_cid,
                 since_ms,
@@ -213,7 +308,7 @@ impl<F: Fn(PinnedItem) + Send + Sync> Pinner<'_, F> {
         let mut next = now + 60_000;
         for r in records {
             match &r.state {
-                PinState::Pinned { .. } | PinState::Rejected { .. } => {}
+                PinState::Pinned { .. } | PinState::Rejected { .. } | PinState::Pending => {}
                 PinState::AddPending { .. } => next = next.min(now + poll),
                 PinState::Parked { since_ms, .. } => {
                     next = next.min(
@@ -248,6 +343,8 @@ impl<F: Fn(PinnedItem) + Send + Sync> Pinner<'_, F> {
                 piece_cid: piece_cid.clone(),
                 url: url.clone(),
                 local_path: r.item.local_path.clone(),
+                enqueued_ms: r.enqueued_ms,
+                pinned_ms: now_ms(),
             });
             self.queue
                 .set_state(

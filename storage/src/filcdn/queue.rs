@@ -489,3 +489,120 @@ impl PinQueue {
         self.flush().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue() -> (tempfile::TempDir, sled::Db, PinQueue) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let q = PinQueue::open(db.open_tree("pins").unwrap()).unwrap();
+        (dir, db, q)
+    }
+
+    fn item(key: &str, stream: &str) -> PinItem {
+        PinItem {
+            key: key.into(),
+            local_path: PathBuf::from(format!("/tmp/{key}")),
+            size: 1000,
+            kind: PinKind::Segment,
+            stream_id: stream.into(),
+            seq: Some(1),
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(
+            (1..=6)
+                .map(|a| backoff_ms(a, 100, 1_000))
+                .collect::<Vec<_>>(),
+            [100, 200, 400, 800, 1_000, 1_000]
+        );
+        assert_eq!(backoff_ms(u32::MAX, 100, 5_000), 5_000);
+    }
+
+    #[tokio::test]
+    async fn transitions_errors_and_counts() {
+        let (_d, _db, q) = queue();
+        assert!(q.enqueue(item("a", "s1")).await.unwrap());
+        assert!(q.enqueue(item("b", "s1")).await.unwrap());
+        assert!(q.enqueue(item("c", "s2")).await.unwrap());
+        assert!(!q.enqueue(item("a", "s1")).await.unwrap());
+        assert_eq!(q.fail("a", "HTTP 500", 1_000, 100, 1_000).await.unwrap(), 1);
+        assert_eq!(q.fail("a", "HTTP 429", 1_000, 100, 1_000).await.unwrap(), 2);
+        let a = q.get("a").unwrap().unwrap();
+        assert_eq!(
+            (a.next_retry_ms, a.last_error.as_deref()),
+            (1_200, Some("HTTP 429"))
+        );
+        let done = PinState::Pinned {
+            piece_cid: "x".into(),
+            url: "u".into(),
+            notified: false,
+        };
+        q.set_state("b", done).await.unwrap();
+        let c = q.counts(Some("s1")).unwrap();
+        assert_eq!((c.pinned, c.pending, c.failed), (1, 1, 1));
+        assert_eq!(c.last_error.as_deref(), Some("HTTP 429"));
+        assert_eq!(q.counts(None).unwrap().pending, 2);
+        // A later success clears the error.
+        q.set_state("a", PinState::Pending).await.unwrap();
+        assert_eq!(q.counts(Some("s1")).unwrap().failed, 0);
+        assert!(matches!(
+            q.fail("zz", "e", 0, 1, 1).await,
+            Err(QueueError::Missing(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn batch_start_and_finish_are_atomic_and_durable() {
+        let (dir, db, q) = queue();
+        for k in ["a", "b", "c"] {
+            q.enqueue(item(k, "s")).await.unwrap();
+            let parked = PinState::Parked {
+                piece_cid: format!("cid-{k}"),
+                since_ms: 5,
+            };
+            q.set_state(k, parked).await.unwrap();
+        }
+        let items: Vec<(String, String)> = ["a", "b"]
+            .iter()
+            .map(|k| (k.to_string(), format!("cid-{k}")))
+            .collect();
+        let b = q.start_batch(&items, "00".repeat(32)).await.unwrap();
+        let b2 = q.start_batch(&items[..1], "11".repeat(32)).await.unwrap();
+        assert_eq!((b.id, b2.id), (1, 2));
+        drop(q);
+        drop(db);
+        // Reopened: the batch and its items' states survived.
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let q = PinQueue::open(db.open_tree("pins").unwrap()).unwrap();
+        assert_eq!(q.batches().unwrap().len(), 2);
+        assert!(matches!(
+            q.get("b").unwrap().unwrap().state,
+            PinState::AddPending { batch: 1, .. }
+        ));
+        let pinned = vec![("a".to_string(), "https://x/cid-a".to_string())];
+        q.finish_batch(&b, &pinned, Some("half lost"), 100, (10, 100))
+            .await
+            .unwrap();
+        assert_eq!(q.batches().unwrap().len(), 1);
+        assert!(q.get("a").unwrap().unwrap().is_pinned());
+        let rb = q.get("b").unwrap().unwrap();
+        assert!(matches!(rb.state, PinState::Parked { .. }));
+        assert_eq!((rb.attempts, rb.next_retry_ms), (1, 110));
+    }
+
+    #[tokio::test]
+    async fn corrupt_record_is_reported_not_panicked() {
+        let (_d, db, q) = queue();
+        db.open_tree("pins")
+            .unwrap()
+            .insert("i/bad", &b"{not json"[..])
+            .unwrap();
+        assert!(matches!(q.records(), Err(QueueError::Corrupt { .. })));
+        assert!(matches!(q.get("bad"), Err(QueueError::Corrupt { .. })));
+    }
+}
