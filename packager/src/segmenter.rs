@@ -14,6 +14,11 @@
 //! a segment closes when a video keyframe arrives at or after the target duration; audio frames
 //! go to the segment whose video span contains their decode time, so a closed segment waits for
 //! audio to catch up (bounded by [`MAX_AUDIO_WAIT_SECS`] of video). Audio-only runs cut on time.
+//!
+//! Durations: a frame's duration is the next frame's `dts` minus its own whenever the next frame
+//! of the run is known — even when the source gave `duration`, so a source whose durations and
+//! timestamps disagree cannot drift audio against video. `frame.duration` is used for the last
+//! frame of a run (end of an uploaded chunk), else the previous frame's duration.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -24,10 +29,13 @@ use serde::{Deserialize, Serialize};
 use crate::fmp4::{self, Fmp4Error, FragSample, TrackRun};
 use crate::media::{Codec, MediaFrame, Track, TrackKind};
 
-/// How much video past a cut the segmenter keeps open while waiting for the audio that belongs
-/// before the cut. Publishers interleave within a few hundred ms; an uploaded chunk demuxed
-/// track by track is the reason this is generous.
-pub const MAX_AUDIO_WAIT_SECS: f64 = 30.0;
+/// How much video past a cut the segmenter keeps a closed segment waiting for the audio that
+/// belongs before the cut. Live publishers interleave within a few hundred ms (Opus DTX sends a
+/// packet every 400 ms); a declared audio track that never sends anything costs this much extra
+/// latency. Ingests must push frames interleaved by decode time (an MP4 demuxer merging its
+/// tracks by dts): audio pushed more than this behind its video still plays, but lands in a
+/// later segment than its time.
+pub const MAX_AUDIO_WAIT_SECS: f64 = 4.0;
 /// Audio more than this far ahead of the last video frame means the video stalled (a muted
 /// camera, a broken encoder): the open segment is emitted and audio goes on in audio-only
 /// segments until the next keyframe.

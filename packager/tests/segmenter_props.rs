@@ -284,3 +284,147 @@ fn open_duration_tracks_the_open_segment() {
     assert_eq!(&first[4..4 + SPS.len()], SPS);
     assert_eq!(index_of(&first), 0);
 }
+
+fn two_second_segmenter() -> Segmenter {
+    Segmenter::new(SegmenterConfig {
+        target_duration: Duration::from_secs(2),
+    })
+}
+
+#[test]
+fn closed_segment_waits_for_its_audio() {
+    let mut seg = two_second_segmenter();
+    seg.begin_run(tracks(true), false).unwrap();
+    seg.push(audio_frame(0, 0)).unwrap();
+    // 2 s of video, then the keyframe that closes the segment; audio lags behind.
+    for i in 0..=60u32 {
+        seg.push(video_frame(i, i64::from(i) * 3000, i % 30 == 0, None))
+            .unwrap();
+    }
+    assert!(drain(&mut seg).is_empty(), "waiting for audio up to 2 s");
+    let mut n = 1u32;
+    while i64::from(n) * 1024 < 2 * 48_000 {
+        seg.push(audio_frame(n, i64::from(n) * 1024)).unwrap();
+        n += 1;
+    }
+    assert!(
+        drain(&mut seg).is_empty(),
+        "audio has not reached the cut yet"
+    );
+    seg.push(audio_frame(n, i64::from(n) * 1024)).unwrap();
+    let segs = drain(&mut seg);
+    assert_eq!(segs.len(), 1);
+    assert_eq!(segs[0].video_frames, 60);
+    // Every audio frame starting before 2.000 s, none after.
+    assert_eq!(segs[0].audio_frames, 94);
+    let trafs = walk(&segs[0]);
+    assert_eq!(trafs[1].tfdt, 0);
+}
+
+#[test]
+fn stalled_video_goes_audio_only_and_loses_nothing() {
+    let mut seg = two_second_segmenter();
+    seg.begin_run(tracks(true), false).unwrap();
+    let mut a = 0u32;
+    let push_audio_until = |seg: &mut Segmenter, a: &mut u32, secs: f64| {
+        while f64::from(*a) * 1024.0 / 48_000.0 < secs {
+            seg.push(audio_frame(*a, i64::from(*a) * 1024)).unwrap();
+            *a += 1;
+        }
+    };
+    for i in 0..30u32 {
+        push_audio_until(&mut seg, &mut a, f64::from(i) / 30.0);
+        seg.push(video_frame(i, i64::from(i) * 3000, i == 0, None))
+            .unwrap();
+    }
+    // The camera stops; the microphone goes on for 20 s.
+    push_audio_until(&mut seg, &mut a, 21.0);
+    let during = drain(&mut seg);
+    assert!(
+        during.len() >= 5,
+        "audio-only segments while video is stalled"
+    );
+    assert!(during.iter().skip(1).all(|s| s.video_frames == 0));
+    // Video comes back with a keyframe (non-keyframes before it are dropped).
+    seg.push(video_frame(100, 21 * 90_000 - 3000, false, None))
+        .unwrap();
+    for i in 0..30u32 {
+        push_audio_until(&mut seg, &mut a, 21.0 + f64::from(i) / 30.0);
+        seg.push(video_frame(
+            101 + i,
+            21 * 90_000 + i64::from(i) * 3000,
+            i == 0,
+            None,
+        ))
+        .unwrap();
+    }
+    seg.flush();
+    let mut all = during;
+    all.extend(drain(&mut seg));
+    let audio: u32 = all.iter().map(|s| s.audio_frames).sum();
+    assert_eq!(u64::from(audio) + seg.dropped_audio_frames(), u64::from(a));
+    let video: u32 = all.iter().map(|s| s.video_frames).sum();
+    assert_eq!(video, 60);
+    assert_eq!(seg.dropped_frames(), 1);
+    assert!(all.iter().all(|s| s.video_frames == 0 || s.keyframe_start));
+    // Audio tfdt stays continuous through all of it.
+    let mut end = None;
+    for s in &all {
+        for t in walk(s).into_iter().filter(|t| t.track_id == 2) {
+            if let Some(e) = end {
+                assert_eq!(t.tfdt, e);
+            }
+            end = Some(t.tfdt + t.samples.iter().map(|x| u64::from(x.0)).sum::<u64>());
+        }
+    }
+}
+
+#[test]
+fn resume_point_round_trips_and_continues_the_timeline() {
+    let mut seg = two_second_segmenter();
+    seg.begin_run(tracks(true), false).unwrap();
+    for i in 0..90u32 {
+        seg.push(video_frame(i, i64::from(i) * 3000, i % 30 == 0, None))
+            .unwrap();
+    }
+    seg.flush();
+    let before = drain(&mut seg);
+    let point = seg.resume_point();
+    let json = serde_json::to_string(&point).unwrap();
+    let back: packager::segmenter::ResumePoint = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, point);
+    assert!((point.timeline_end_secs - 3.0).abs() < 1e-9);
+
+    let mut seg = Segmenter::resume(
+        SegmenterConfig {
+            target_duration: Duration::from_secs(2),
+        },
+        back,
+    );
+    seg.begin_run(tracks(true), true).unwrap();
+    // A new connection whose clock starts somewhere else entirely.
+    for i in 0..30u32 {
+        seg.push(video_frame(
+            500 + i,
+            7_000_000 + i64::from(i) * 3000,
+            i == 0,
+            None,
+        ))
+        .unwrap();
+    }
+    seg.flush();
+    let mut outs = Vec::new();
+    while let Some(o) = seg.poll_output() {
+        outs.push(o);
+    }
+    assert!(
+        matches!(outs.as_slice(), [Output::Segment(_)]),
+        "same tracks: no new init"
+    );
+    let Output::Segment(s) = &outs[0] else {
+        unreachable!()
+    };
+    assert_eq!(s.sequence, before.last().unwrap().sequence + 1);
+    assert!(s.discontinuity);
+    assert_eq!(walk(s)[0].tfdt, 3 * 90_000);
+}

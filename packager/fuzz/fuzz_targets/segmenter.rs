@@ -15,18 +15,37 @@ use packager::{Codec, MediaFrame, Track, TrackKind};
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Begin { video: bool, audio: bool, opus: bool, big: bool, discontinuity: bool },
-    Push { video: bool, dts_step: i32, cts: i16, key: bool, duration: Option<u16>, len: u8 },
+    Begin {
+        video: bool,
+        audio: bool,
+        opus: bool,
+        big: bool,
+        discontinuity: bool,
+    },
+    Push {
+        video: bool,
+        dts_step: i32,
+        cts: i16,
+        key: bool,
+        duration: Option<u16>,
+        len: u8,
+    },
     Flush,
 }
 
 fn tracks(video: bool, audio: bool, opus: bool, big: bool) -> Vec<Track> {
     let mut t = Vec::new();
     if video {
-        let avcc = vec![1, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0, 4, 0x67, 0x64, 0x00, 0x1f, 1, 0, 2, 0x68, 0xeb];
+        let avcc = vec![
+            1, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0, 4, 0x67, 0x64, 0x00, 0x1f, 1, 0, 2, 0x68, 0xeb,
+        ];
         t.push(Track {
             kind: TrackKind::Video,
-            codec: Codec::H264 { avcc: avcc.into(), width: if big { 1280 } else { 320 }, height: 240 },
+            codec: Codec::H264 {
+                avcc: avcc.into(),
+                width: if big { 1280 } else { 320 },
+                height: 240,
+            },
             timescale: 90_000,
         });
     }
@@ -34,13 +53,21 @@ fn tracks(video: bool, audio: bool, opus: bool, big: bool) -> Vec<Track> {
         t.push(if opus {
             Track {
                 kind: TrackKind::Audio,
-                codec: Codec::Opus { channels: 2, pre_skip: 312, input_sample_rate: 48_000 },
+                codec: Codec::Opus {
+                    channels: 2,
+                    pre_skip: 312,
+                    input_sample_rate: 48_000,
+                },
                 timescale: 48_000,
             }
         } else {
             Track {
                 kind: TrackKind::Audio,
-                codec: Codec::Aac { asc: Bytes::from_static(&[0x11, 0x90]), sample_rate: 44_100, channels: 2 },
+                codec: Codec::Aac {
+                    asc: Bytes::from_static(&[0x11, 0x90]),
+                    sample_rate: 44_100,
+                    channels: 2,
+                },
                 timescale: 44_100,
             }
         });
@@ -52,7 +79,11 @@ fn check(seg: &mut Segmenter) {
     while let Some(out) = seg.poll_output() {
         let Output::Segment(s) = out else { continue };
         if s.video_frames > 0 {
-            assert!(s.keyframe_start, "segment {} starts without a keyframe", s.sequence);
+            assert!(
+                s.keyframe_start,
+                "segment {} starts without a keyframe",
+                s.sequence
+            );
         }
         let mut file = s.header.to_vec();
         for p in &s.payloads {
@@ -66,7 +97,11 @@ fn check(seg: &mut Segmenter) {
                     for traf in moof.traf {
                         for trun in traf.trun {
                             let start = at + trun.data_offset.unwrap_or(0) as usize;
-                            let len: usize = trun.samples.iter().map(|e| e.size.unwrap_or(0) as usize).sum();
+                            let len: usize = trun
+                                .samples
+                                .iter()
+                                .map(|e| e.size.unwrap_or(0) as usize)
+                                .sum();
                             assert!(start + len <= file.len(), "trun data past the segment");
                         }
                     }
@@ -79,20 +114,39 @@ fn check(seg: &mut Segmenter) {
 }
 
 fuzz_target!(|ops: Vec<Op>| {
-    let mut seg = Segmenter::new(SegmenterConfig { target_duration: Duration::from_millis(500) });
+    let mut seg = Segmenter::new(SegmenterConfig {
+        target_duration: Duration::from_millis(500),
+    });
     let mut dts = [0i64; 2];
     for op in ops.into_iter().take(2000) {
         match op {
-            Op::Begin { video, audio, opus, big, discontinuity } => {
+            Op::Begin {
+                video,
+                audio,
+                opus,
+                big,
+                discontinuity,
+            } => {
                 let _ = seg.begin_run(tracks(video, audio, opus, big), discontinuity);
             }
-            Op::Push { video, dts_step, cts, key, duration, len } => {
+            Op::Push {
+                video,
+                dts_step,
+                cts,
+                key,
+                duration,
+                len,
+            } => {
                 let i = usize::from(!video);
                 dts[i] = dts[i].saturating_add(i64::from(dts_step));
                 let mut data = vec![0, 0, 0, len.saturating_sub(4)];
                 data.resize(usize::from(len.max(4)), if key { 0x65 } else { 0x41 });
                 let _ = seg.push(MediaFrame {
-                    kind: if video { TrackKind::Video } else { TrackKind::Audio },
+                    kind: if video {
+                        TrackKind::Video
+                    } else {
+                        TrackKind::Audio
+                    },
                     dts: dts[i],
                     cts_offset: i32::from(cts),
                     duration: duration.map(u32::from),

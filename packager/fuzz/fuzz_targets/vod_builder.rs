@@ -8,17 +8,27 @@ use packager::vod::VodBuilder;
 use packager::{Codec, Track, TrackKind};
 
 fn init() -> Bytes {
-    let mut avcc = vec![1, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0, 4, 0x67, 0x64, 0x00, 0x1f, 1, 0, 2, 0x68, 0xeb];
+    let mut avcc = vec![
+        1, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0, 4, 0x67, 0x64, 0x00, 0x1f, 1, 0, 2, 0x68, 0xeb,
+    ];
     avcc.truncate(17);
     packager::fmp4::write_init(&[
         Track {
             kind: TrackKind::Video,
-            codec: Codec::H264 { avcc: avcc.into(), width: 320, height: 240 },
+            codec: Codec::H264 {
+                avcc: avcc.into(),
+                width: 320,
+                height: 240,
+            },
             timescale: 90_000,
         },
         Track {
             kind: TrackKind::Audio,
-            codec: Codec::Aac { asc: Bytes::from_static(&[0x11, 0x90]), sample_rate: 48_000, channels: 2 },
+            codec: Codec::Aac {
+                asc: Bytes::from_static(&[0x11, 0x90]),
+                sample_rate: 48_000,
+                channels: 2,
+            },
             timescale: 48_000,
         },
     ])
@@ -26,7 +36,9 @@ fn init() -> Bytes {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let mut vod = VodBuilder::new();
     let mut segments: Vec<&[u8]> = Vec::new();
     if mode & 1 == 0 {
