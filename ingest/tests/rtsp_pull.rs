@@ -575,6 +575,17 @@ async fn digest_auth_right_and_wrong_password() {
     let nocreds = start_pull(&cam.url("", "/cam"), RtspTransport::Tcp, config);
     let err = nocreds.task.await.unwrap().unwrap_err();
     assert_eq!(err.kind(), RtspErrorKind::Auth, "{err}");
+
+    // Unbounded retries still stop knocking with a wrong password after 3 tries (camera lockout).
+    let p = start_pull(
+        &cam.url("admin:wrong@", "/cam"),
+        RtspTransport::Tcp,
+        quick_config(),
+    );
+    let err = p.task.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), RtspErrorKind::Auth, "{err}");
+    let s = p.status.borrow().clone();
+    assert_eq!((s.state, s.failed_attempts), (RtspState::Failed, 3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

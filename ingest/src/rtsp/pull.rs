@@ -6,7 +6,7 @@
 
 use super::convert::{audio_track, video_track, RunClock, VIDEO_TIMESCALE};
 use super::status::{AudioStatus, RateMeter, RtspState, RtspStatus};
-use super::{classify, RtspError, RtspSource, RtspTransport, Stage};
+use super::{classify, RtspError, RtspErrorKind, RtspSource, RtspTransport, Stage};
 use crate::publish::{IngestEvent, Publisher, Refusal};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -32,6 +32,10 @@ pub struct RtspConfig {
     /// Give up (state `failed`) after this many consecutive failed attempts; `None` retries
     /// forever, which is what a camera that reboots at night needs.
     pub max_attempts: Option<u32>,
+    /// Give up after this many consecutive `401`/`403` answers, whatever `max_attempts` says:
+    /// cameras lock an account (Hikvision: 5 failed logins; Dahua likewise) and a pull that
+    /// keeps knocking with a stale password would lock out the camera's owner too.
+    pub max_auth_attempts: u32,
     /// DESCRIBE + SETUP + PLAY + the first keyframe must fit in this (a camera's GOP can be
     /// several seconds long).
     pub connect_timeout: Duration,
@@ -48,6 +52,7 @@ impl Default for RtspConfig {
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
             max_attempts: None,
+            max_auth_attempts: 3,
             connect_timeout: Duration::from_secs(20),
             frame_timeout: Duration::from_secs(10),
             user_agent: concat!("storef/", env!("CARGO_PKG_VERSION")).to_string(),
@@ -112,6 +117,7 @@ where
     });
     let mut clock = RunClock::default();
     let mut failed: u32 = 0;
+    let mut auth_failed: u32 = 0;
     loop {
         let end = tokio::select! {
             biased;
@@ -136,9 +142,18 @@ where
         };
         if streamed {
             failed = 0;
+            auth_failed = 0;
         }
         failed = failed.saturating_add(1);
-        if error.is_permanent() || config.max_attempts.is_some_and(|max| failed >= max) {
+        if error.kind() == RtspErrorKind::Auth {
+            auth_failed = auth_failed.saturating_add(1);
+        } else {
+            auth_failed = 0;
+        }
+        if error.is_permanent()
+            || config.max_attempts.is_some_and(|max| failed >= max)
+            || auth_failed >= config.max_auth_attempts.max(1)
+        {
             tracing::warn!(source = %shown, attempts = failed, error = %error, "rtsp pull failed");
             status.send_modify(|s| s.failed_attempts = failed);
             finish(&status, RtspState::Failed, Some(&error));
@@ -614,5 +629,6 @@ mod tests {
         assert_eq!(got, [1, 2, 4, 8, 16, 30, 30, 30]);
         assert_eq!(c.backoff(u32::MAX), Duration::from_secs(30));
         assert_eq!(c.max_attempts, None);
+        assert_eq!(c.max_auth_attempts, 3);
     }
 }

@@ -16,7 +16,8 @@ pub enum RtspState {
     Streaming,
     /// The last attempt or connection failed; waiting out the backoff or trying again.
     Reconnecting,
-    /// Gave up: the configured number of attempts failed, or the server refused the publish.
+    /// Gave up: `max_attempts` consecutive failures, `max_auth_attempts` wrong-credential answers
+    /// in a row, an invalid URL, or the stream refused the pull.
     Failed,
     /// Cancelled by the server (`POST /stop`, shutdown).
     Stopped,
