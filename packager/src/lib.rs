@@ -9,4 +9,9 @@ pub mod media;
 pub mod segmenter;
 pub mod vod;
 
+pub use hls::{Playlist, PlaylistKind, PlaylistSegment};
 pub use media::{Codec, MediaFrame, Track, TrackKind};
+pub use segmenter::{
+    InitSegment, MediaSegment, Output, ResumePoint, Segmenter, SegmenterConfig, SegmenterError,
+};
+pub use vod::{VodBuilder, VodError, VodLayout};

@@ -218,9 +218,12 @@ impl VodBuilder {
         Ok(())
     }
 
-    /// Records one whole media segment (`styp`? `moof` `mdat`, as stored).
+    /// Records one whole media segment (`styp`? `moof` `mdat`, as stored). The layout's
+    /// `segment_index` is the 0-based number of this call (a call that fails still counts, and
+    /// contributes no range); a failed call leaves the sample tables unchanged.
     pub fn add_segment(&mut self, init_id: u32, segment: &[u8]) -> Result<(), VodError> {
         let index = self.segments;
+        self.segments += 1;
         let tracks = self
             .inits
             .iter()
@@ -390,7 +393,6 @@ impl VodBuilder {
             out.samples
                 .extend(samples.into_iter().map(|s| Sample { chunk, ..s }));
         }
-        self.segments += 1;
         Ok(())
     }
 

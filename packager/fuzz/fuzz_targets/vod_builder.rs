@@ -48,16 +48,14 @@ fuzz_target!(|data: &[u8]| {
         if vod.add_init(7, a).is_err() {
             return;
         }
-        if vod.add_segment(7, b).is_ok() {
-            segments.push(b);
-        }
+        let _ = vod.add_segment(7, b);
+        segments.push(b);
     } else {
         vod.add_init(0, &init()).expect("own init");
         // Up to four segments, cut at 0xff 0xff marks.
         for part in rest.split(|b| *b == 0xfe).take(4) {
-            if vod.add_segment(0, part).is_ok() {
-                segments.push(part);
-            }
+            let _ = vod.add_segment(0, part);
+            segments.push(part);
         }
     }
     if let Ok(layout) = vod.finish() {
