@@ -434,6 +434,78 @@ fn assert_clock_on_grid(got: &Got, run: usize, sample_rate: u32) {
     );
 }
 
+/// Feeds every run through storef's segmenter (1 s target) as the stream's session will, then
+/// checks what HLS would carry: every segment starts on a keyframe, only the first segment of a
+/// later run is a discontinuity, no frame is dropped, and ffprobe decodes each init + its
+/// segments to exactly the frames sent. Returns the number of segments.
+fn assert_segments_decode(got: &Got, name: &str) -> usize {
+    use packager::segmenter::{Output, Segmenter, SegmenterConfig};
+    let mut seg = Segmenter::new(SegmenterConfig {
+        target_duration: Duration::from_secs(1),
+    });
+    let mut outputs = Vec::new();
+    for (i, run) in got.runs.iter().enumerate() {
+        seg.begin_run(got.tracks[i].clone(), i > 0).unwrap();
+        for f in run {
+            seg.push(f.clone()).unwrap();
+            outputs.extend(std::iter::from_fn(|| seg.poll_output()));
+        }
+    }
+    seg.flush();
+    outputs.extend(std::iter::from_fn(|| seg.poll_output()));
+    assert_eq!(seg.dropped_frames(), 0);
+    let mut files: Vec<(Vec<u8>, u64, u64)> = Vec::new();
+    let mut segments = 0;
+    let mut discontinuities = 0;
+    for o in outputs {
+        match o {
+            Output::Init(init) => files.push((init.data.to_vec(), 0, 0)),
+            Output::Segment(m) => {
+                assert!(
+                    m.keyframe_start,
+                    "segment {} starts on a keyframe",
+                    m.sequence
+                );
+                discontinuities += usize::from(m.discontinuity);
+                let file = files.last_mut().expect("init before segments");
+                file.0.extend_from_slice(&m.header);
+                for p in &m.payloads {
+                    file.0.extend_from_slice(p);
+                }
+                file.1 += u64::from(m.video_frames);
+                file.2 += u64::from(m.audio_frames);
+                segments += 1;
+            }
+        }
+    }
+    assert_eq!(discontinuities, got.runs.len() - 1);
+    let sent: u64 = got.video_total() as u64;
+    assert_eq!(
+        files.iter().map(|f| f.1).sum::<u64>(),
+        sent,
+        "every video frame segmented"
+    );
+    for (i, (bytes, video, audio)) in files.iter().enumerate() {
+        let path =
+            std::env::temp_dir().join(format!("storef-rtsp-{}-{name}-{i}.mp4", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        for (stream, want) in [("v:0", video), ("a:0", audio)] {
+            let o = Command::new("ffprobe")
+                .args(["-v", "error", "-count_frames", "-select_streams", stream])
+                .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+                .arg(&path)
+                .output()
+                .expect("ffprobe (Debian ffmpeg) installed");
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            assert!(o.status.success() && stderr.trim().is_empty(), "{stderr}");
+            let n: u64 = String::from_utf8_lossy(&o.stdout).trim().parse().unwrap();
+            assert_eq!(n, *want, "{stream} frames decoded from init {i}");
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    segments
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_h264_aac_at_30fps_with_keyframes_every_30() {
     // TCP-only server: a UDP SETUP would get 461, so frames prove interleaved TCP was used.
@@ -454,6 +526,9 @@ async fn tcp_h264_aac_at_30fps_with_keyframes_every_30() {
     );
     let aac = got.audio(0);
     assert_eq!(ffprobe_decoded(&got.tracks[0][1], &aac, "tcp"), aac.len());
+    // 151 frames, an IDR every 30, a 1 s target: five 1 s segments, then frame 150 (a keyframe)
+    // alone in the one the flush closes.
+    assert_eq!(assert_segments_decode(&got, "tcp"), 6);
     let s = p.status.borrow().clone();
     assert_eq!(s.state, RtspState::Streaming);
     assert_eq!(s.connections, 1);
@@ -763,6 +838,8 @@ async fn camera_restart_reconnects_with_new_tracks() {
     let last_before = got.runs[0].iter().map(secs).fold(0.0, f64::max);
     let first_after = got.runs[1].iter().map(secs).fold(f64::MAX, f64::min);
     assert!(first_after > last_before, "{first_after} > {last_before}");
+    let segments = assert_segments_decode(&got, "restart");
+    assert!(segments >= 4, "{segments} segments");
     let s = p.status.borrow().clone();
     assert_eq!(s.state, RtspState::Streaming);
     assert_eq!(s.connections, 2);
@@ -791,6 +868,7 @@ async fn mid_stream_resolution_change_sends_new_tracks() {
     assert_eq!(got.tracks[1][1], got.tracks[0][1], "audio unchanged");
     assert!(got.video(0).len() >= 30, "the first size ran for a while");
     assert_run_healthy(&got, 1, 48_000);
+    assert_segments_decode(&got, "switch");
     let after = got.video(1);
     assert_eq!(
         ffprobe_decoded(&got.tracks[1][0], &after, "switch"),
