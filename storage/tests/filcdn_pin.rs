@@ -34,13 +34,17 @@ fn fake_config(payer_key: &str) -> FakeConfig {
 }
 
 fn config(fake: &FakePdp, batch_size: usize) -> FilcdnConfig {
+    config_for_url(&fake.url(), batch_size)
+}
+
+fn config_for_url(url: &str, batch_size: usize) -> FilcdnConfig {
     FilcdnConfig {
         enabled: true,
         network: Network::Calibration,
-        provider_url: fake.url(),
+        provider_url: url.to_string(),
         provider_address: Some(PAYEE.into()),
         private_key: Secret::new(PAYER_KEY),
-        url_template: format!("{}/{{cid}}", fake.url()),
+        url_template: format!("{url}/{{cid}}"),
         batch_size,
         upload_concurrency: 3,
         timeouts: FilcdnTimeouts {
@@ -48,7 +52,8 @@ fn config(fake: &FakePdp, batch_size: usize) -> FilcdnConfig {
             request_ms: 3_000,
             upload_ms: 10_000,
             poll_ms: 40,
-            park_ms: 5_000,
+            // Also how long a lost add-pieces answer is looked for before a resend.
+            park_ms: 2_000,
             backoff_initial_ms: 40,
             backoff_max_ms: 300,
             batch_linger_ms: 100,
@@ -423,4 +428,89 @@ async fn startup_check_and_piece_cid_of_file() {
     let bytes = std::fs::read(&items[1].local_path).unwrap();
     assert_eq!(cid, PieceCid::from(commp(&bytes)));
     assert_eq!(cid.payload_size(), bytes.len() as u64);
+}
+
+/// A real `kill -9`: the worker runs in a child process (this same test binary, re-executed
+/// with `FILCDN_CHILD_DB` set) that is SIGKILLed mid-queue, so sled gets no chance to flush on
+/// drop. The provider (fake) lives in this process and keeps counting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_child_worker_pins_each_exactly_once() {
+    if let Ok(db_path) = std::env::var("FILCDN_CHILD_DB") {
+        // Child: run the worker until killed.
+        let url = std::env::var("FILCDN_CHILD_URL").unwrap();
+        let cfg = config_for_url(&url, 7);
+        let (_db, queue) = open_queue(&PathBuf::from(db_path));
+        let seen = Seen::default();
+        let worker = spawn_pinner(&queue, &cfg, &seen);
+        let _ = worker.await;
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakePdp::start(fake_config(PAYER_KEY)).await;
+    let db_path = dir.path().join("db");
+    let items = make_files(dir.path(), 30);
+    {
+        let (_db, queue) = open_queue(&db_path);
+        for it in &items {
+            queue.enqueue(it.clone()).await.unwrap();
+        }
+    }
+    let exe = std::env::current_exe().unwrap();
+    let spawn_child = || {
+        std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "kill_9_child_worker_pins_each_exactly_once",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("FILCDN_CHILD_DB", &db_path)
+            .env("FILCDN_CHILD_URL", fake.url())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut kills = 0;
+    let start = Instant::now();
+    while fake.total_adds() < items.len() {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "not done after 90 s"
+        );
+        let mut child = spawn_child();
+        // Long enough for the child to start and do some work, short enough to cut it.
+        let before = fake.request_count();
+        let t0 = Instant::now();
+        while fake.request_count() < before + 3 + kills * 2
+            && t0.elapsed() < Duration::from_secs(10)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(10 + kills as u64 * 17 % 60)).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+    }
+    // Let the last one notify: run a final child a little, then stop it.
+    let mut child = spawn_child();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    eprintln!("{kills} SIGKILLs before all {} pieces landed", items.len());
+    assert!(kills >= 3, "{kills}");
+    let (_db, queue) = open_queue(&db_path);
+    let http = reqwest::Client::new();
+    for item in &items {
+        let rec = queue.get(&item.key).unwrap().unwrap();
+        let PinState::Pinned { piece_cid, url, .. } = rec.state else {
+            panic!("{} not pinned: {:?}", item.key, rec.state);
+        };
+        assert_eq!(fake.uploads_of(&piece_cid), 1, "uploads of {}", item.key);
+        assert_eq!(fake.adds_of(&piece_cid), 1, "adds of {}", item.key);
+        let bytes = http.get(&url).send().await.unwrap().bytes().await.unwrap();
+        assert_eq!(PieceCid::from(commp(&bytes)).to_string(), piece_cid);
+    }
+    assert_eq!(fake.total_adds(), items.len());
+    assert_eq!(fake.violations(), Vec::<String>::new());
 }
