@@ -465,7 +465,7 @@ impl Segmenter {
             for i in 0..n {
                 let Some(f) = pre_audio.get(i) else { break };
                 let dur = match pre_audio.get(i + 1) {
-                    Some(next) => i128::from(next.dts - f.dts),
+                    Some(next) => i128::from(next.dts) - i128::from(f.dts),
                     None => i128::from(f.duration.unwrap_or(audio.default_duration)),
                 };
                 let end = i128::from(f.dts) + dur;
@@ -531,7 +531,7 @@ impl Segmenter {
         // Durations come from the next frame's dts when there is one: that keeps every track
         // on its input clock even when a source's own durations disagree with its timestamps.
         let finished = state.last.take().map(|prev| {
-            let d = frame.dts - prev.dts;
+            let d = i128::from(frame.dts) - i128::from(prev.dts);
             let d = u32::try_from(d).unwrap_or(u32::MAX);
             state.prev_duration = Some(d);
             finish(state, prev, d)
@@ -616,7 +616,7 @@ impl Segmenter {
         }
         if let Some(open) = run.segments.back_mut() {
             if let Some(last) = open.video.last() {
-                open.end = Some(last.dts + u64::from(last.duration));
+                open.end = Some(last.dts.saturating_add(u64::from(last.duration)));
                 run.segments.push_back(SegBuild::default());
             }
         }
@@ -728,7 +728,7 @@ impl Segmenter {
             let (Some(last), Some(state)) = (frames.last(), state) else {
                 continue;
             };
-            let end = last.dts + u64::from(last.duration);
+            let end = last.dts.saturating_add(u64::from(last.duration));
             let entry = TrackEnd {
                 kind: state.kind,
                 timescale: state.timescale,
@@ -853,11 +853,14 @@ fn param_sets(track: &Track) -> Option<(Bytes, usize)> {
 /// Whether a length-prefixed H.264 access unit already carries an SPS (NAL type 7).
 fn has_sps(data: &[u8], len_size: usize) -> bool {
     let mut at = 0usize;
-    while let Some(len_bytes) = data.get(at..at + len_size) {
+    while let Some(len_bytes) = at.checked_add(len_size).and_then(|end| data.get(at..end)) {
         let len = len_bytes
             .iter()
             .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        if data.get(at + len_size).is_some_and(|h| h & 0x1f == 7) {
+        if data
+            .get(at.saturating_add(len_size))
+            .is_some_and(|h| h & 0x1f == 7)
+        {
             return true;
         }
         at = at.saturating_add(len_size).saturating_add(len);

@@ -467,7 +467,8 @@ impl VodBuilder {
                 let (stbl, pres_end) = stbl(*kind, t, &range_pos, use_co64);
                 let first_dts = t.samples.first().map_or(0, |s| s.dts);
                 let first_pts = (start * f64::from(t.timescale)).round() as i64;
-                let media_time = (first_pts - first_dts as i64).max(0) as u64;
+                let media_time = (i128::from(first_pts) - i128::from(first_dts))
+                    .clamp(0, i128::from(i64::MAX)) as u64;
                 let shown = pres_end.saturating_sub(media_time);
                 let shown_movie = rescale(shown, t.timescale, MOVIE_TIMESCALE);
                 let delay = ((start - movie_start) * f64::from(MOVIE_TIMESCALE)).round() as u64;
@@ -484,7 +485,7 @@ impl VodBuilder {
                     media_time: Some(media_time),
                     media_rate: FixedPoint::new(1, 0),
                 });
-                let track_movie_dur = delay + shown_movie;
+                let track_movie_dur = delay.saturating_add(shown_movie);
                 movie_duration = movie_duration.max(track_movie_dur);
                 traks.push(fmp4::trak(
                     *kind,
@@ -561,8 +562,11 @@ fn stbl(kind: TrackKind, t: &OutTrack, range_pos: &[u64], co64: bool) -> (Stbl, 
             Some(next) => u32::try_from(next.dts.saturating_sub(s.dts)).unwrap_or(u32::MAX),
             None => s.duration,
         };
-        pres_end = pres_end.max(total as i64 + i64::from(s.cts) + i64::from(d));
-        total += u64::from(d);
+        pres_end = pres_end.max(
+            (i128::from(total) + i128::from(s.cts) + i128::from(d)).min(i128::from(i64::MAX))
+                as i64,
+        );
+        total = total.saturating_add(u64::from(d));
         match stts.last_mut() {
             Some(e) if e.sample_delta == d => e.sample_count += 1,
             _ => stts.push(SttsEntry {
