@@ -181,9 +181,8 @@ struct AddPiece {
 }
 
 impl PdpClient {
-    /// `base` is the provider's service URL (`serviceURL` in the provider registry).
-    /// `request_timeout` bounds every call except the PUT of bytes, which gets
-    /// `upload_timeout`.
+    /// `base` is the provider's service URL (`serviceURL` in the provider registry). Each call
+    /// takes its own timeout (JSON calls are short; a PUT of a 1 GiB VOD is not).
     pub fn new(base: &str, connect_timeout: Duration) -> Result<Self, PdpError> {
         let mut base = Url::parse(base).map_err(|_| PdpError::BadUrl(base.to_string()))?;
         if !base.path().ends_with('/') {

@@ -300,16 +300,19 @@ impl<F: Fn(PinnedItem) + Send + Sync> Pinner<'_, F> {
         // Pinned items found by this pass are reported at once.
         let records = self.queue.records()?;
         self.notify(&records).await?;
-        Ok(self.next_wake(&records, now_ms()))
+        Ok(self.next_wake(&records, data_set.is_some(), now_ms()))
     }
 
-    fn next_wake(&self, records: &[PinRecord], now: u64) -> Duration {
+    /// When the chain loop has something due. Parked items only count once there is a data
+    /// set to add them to (else a rejected creation would spin the loop).
+    fn next_wake(&self, records: &[PinRecord], data_set_ready: bool, now: u64) -> Duration {
         let poll = self.cfg.timeouts.poll_ms.max(10);
         let mut next = now + 60_000;
         for r in records {
             match &r.state {
                 PinState::Pinned { .. } | PinState::Rejected { .. } | PinState::Pending => {}
                 PinState::AddPending { .. } => next = next.min(now + poll),
+                PinState::Parked { .. } if !data_set_ready => {}
                 PinState::Parked { since_ms, .. } => {
                     next = next.min(
                         r.next_retry_ms
