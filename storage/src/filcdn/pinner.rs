@@ -247,7 +247,7 @@ impl<F: Fn(PinnedItem) + Send + Sync> Pinner<'_, F> {
         let now = now_ms();
         let pending: Vec<PinRecord> = self
             .queue
-            .records()?
+            .active()?
             .into_iter()
             .filter(|r| matches!(r.state, PinState::Pending))
             .collect();
@@ -274,7 +274,7 @@ impl<F: Fn(PinnedItem) + Send + Sync> Pinner<'_, F> {
     /// Everything after the upload: parking polls, data set, batches, notifications.
     async fn chain_pass(&self) -> Result<Duration, QueueError> {
         let now = now_ms();
-        let records = self.queue.records()?;
+        let records = self.queue.active()?;
         self.notify(&records).await?;
         let data_set = self.ensure_data_set(now).await?;
 
@@ -298,7 +298,7 @@ impl<F: Fn(PinnedItem) + Send + Sync> Pinner<'_, F> {
         }
 
         // Pinned items found by this pass are reported at once.
-        let records = self.queue.records()?;
+        let records = self.queue.active()?;
         self.notify(&records).await?;
         Ok(self.next_wake(&records, data_set.is_some(), now_ms()))
     }
@@ -598,7 +598,7 @@ impl<F: Fn(PinnedItem) + Send + Sync> Pinner<'_, F> {
     async fn maybe_start_batch(&self, now: u64) -> Result<(), QueueError> {
         let mut parked: Vec<(u64, String, String)> = self
             .queue
-            .records()?
+            .active()?
             .into_iter()
             .filter(|r| r.next_retry_ms <= now)
             .filter_map(|r| match r.state {

@@ -16,7 +16,8 @@
 //! second upload), and a batch whose add-pieces answer was lost is first looked up in the data
 //! set (`batch.submitting` is set before the POST) before it is sent again.
 //!
-//! Keys: `i/<item key>` → [`PinRecord`], `b/<batch id be64>` → [`Batch`],
+//! Keys: `i/<item key>` → [`PinRecord`], `a/<item key>` → () while the worker has work on it,
+//! `b/<batch id be64>` → [`Batch`],
 //! `m/dataset` → [`DataSetState`], `m/next_batch` → be64 counter. Values are JSON.
 
 use std::path::PathBuf;
@@ -173,12 +174,27 @@ impl std::fmt::Debug for PinQueue {
 }
 
 const ITEM: &str = "i/";
+/// Index of items the worker still has to do something about (superset: a stale entry for a
+/// finished item is skipped; an entry is added before its item and removed after it ends).
+const ACTIVE: &str = "a/";
 const BATCH: &str = "b/";
 const DATASET: &[u8] = b"m/dataset";
 const NEXT_BATCH: &[u8] = b"m/next_batch";
 
 fn item_key(key: &str) -> Vec<u8> {
     format!("{ITEM}{key}").into_bytes()
+}
+
+fn active_key(key: &str) -> Vec<u8> {
+    format!("{ACTIVE}{key}").into_bytes()
+}
+
+/// Whether the worker is done with a record (so it leaves the active index).
+fn is_final(r: &PinRecord) -> bool {
+    matches!(
+        r.state,
+        PinState::Pinned { notified: true, .. } | PinState::Rejected { .. }
+    )
 }
 
 fn batch_key(id: u64) -> Vec<u8> {
@@ -242,6 +258,10 @@ impl PinQueue {
             next_retry_ms: 0,
             enqueued_ms: now_ms(),
         };
+        if self.tree.contains_key(&k)? {
+            return Ok(false);
+        }
+        self.tree.insert(active_key(&rec.item.key), &[][..])?;
         let fresh = self
             .tree
             .compare_and_swap(k, None as Option<&[u8]>, Some(enc(&rec)))?
@@ -265,6 +285,24 @@ impl PinQueue {
                 dec(&k, &v)
             })
             .collect()
+    }
+
+    /// Records the worker still has work on (not pinned-and-reported, not rejected), without
+    /// reading the whole history.
+    pub fn active(&self) -> Result<Vec<PinRecord>, QueueError> {
+        let mut out = Vec::new();
+        for r in self.tree.scan_prefix(ACTIVE) {
+            let (k, _) = r?;
+            let key = String::from_utf8_lossy(&k[ACTIVE.len()..]).into_owned();
+            match self.get(&key)? {
+                Some(rec) if !is_final(&rec) => out.push(rec),
+                // Stale (crash between the final write and the index removal).
+                _ => {
+                    self.tree.remove(&k)?;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Counts over all items, or one stream's.
@@ -349,7 +387,10 @@ impl PinQueue {
             }
         })?;
         let new = new.ok_or_else(|| QueueError::Missing(key.to_string()))?;
-        let rec = dec(&k, &new)?;
+        let rec: PinRecord = dec(&k, &new)?;
+        if is_final(&rec) {
+            self.tree.remove(active_key(key))?;
+        }
         self.flush().await?;
         Ok(rec)
     }
@@ -357,6 +398,7 @@ impl PinQueue {
     /// Removes an item (the server forgets a stream). Not for use while it is in a batch.
     pub async fn remove(&self, key: &str) -> Result<(), QueueError> {
         self.tree.remove(item_key(key))?;
+        self.tree.remove(active_key(key))?;
         self.flush().await
     }
 
@@ -593,6 +635,46 @@ mod tests {
         let rb = q.get("b").unwrap().unwrap();
         assert!(matches!(rb.state, PinState::Parked { .. }));
         assert_eq!((rb.attempts, rb.next_retry_ms), (1, 110));
+    }
+
+    #[tokio::test]
+    async fn active_index_follows_final_states() {
+        let (_d, db, q) = queue();
+        for k in ["a", "b", "c"] {
+            q.enqueue(item(k, "s")).await.unwrap();
+        }
+        let pinned = |notified| PinState::Pinned {
+            piece_cid: "x".into(),
+            url: "u".into(),
+            notified,
+        };
+        q.set_state("a", pinned(false)).await.unwrap();
+        q.set_state(
+            "b",
+            PinState::Rejected {
+                reason: "tiny".into(),
+            },
+        )
+        .await
+        .unwrap();
+        let keys = |q: &PinQueue| {
+            q.active()
+                .unwrap()
+                .into_iter()
+                .map(|r| r.item.key)
+                .collect::<Vec<_>>()
+        };
+        // Pinned but not yet reported stays active (it must be reported after a crash).
+        assert_eq!(keys(&q), ["a", "c"]);
+        q.set_state("a", pinned(true)).await.unwrap();
+        assert_eq!(keys(&q), ["c"]);
+        // A stale index entry (crash between writes) is skipped and cleaned.
+        db.open_tree("pins")
+            .unwrap()
+            .insert("a/a", &[][..])
+            .unwrap();
+        assert_eq!(keys(&q), ["c"]);
+        assert_eq!(q.records().unwrap().len(), 3);
     }
 
     #[tokio::test]
