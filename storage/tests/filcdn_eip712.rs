@@ -26,6 +26,8 @@ fn setup() -> (PayerKey, alloy_sol_types::Eip712Domain, Address) {
 fn payer_address_matches_viem() {
     let (key, _, _) = setup();
     assert_eq!(key.address(), EIP712_PAYER.parse::<Address>().unwrap());
+    // EIP-55 checksummed, as viem prints it: this is the `{payer}` of FilBeam URLs.
+    assert_eq!(key.address().to_string(), EIP712_PAYER);
     // The key never shows in Debug output.
     let dbg = format!("{key:?}");
     assert!(!dbg.contains(&EIP712_KEY[2..10]), "{dbg}");
