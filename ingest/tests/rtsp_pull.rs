@@ -890,3 +890,34 @@ async fn mid_stream_resolution_change_sends_new_tracks() {
     p.cancel.cancel();
     p.task.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_server_times_out() {
+    // Accepts the TCP connection and never answers (a hung camera web stack).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().take(2).collect();
+        std::thread::sleep(Duration::from_secs(10));
+        drop(held);
+    });
+    let config = RtspConfig {
+        max_attempts: Some(1),
+        connect_timeout: Duration::from_secs(2),
+        ..quick_config()
+    };
+    let started = std::time::Instant::now();
+    let p = start_pull(
+        &format!("rtsp://127.0.0.1:{port}/cam"),
+        RtspTransport::Tcp,
+        config,
+    );
+    let err = p.task.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), RtspErrorKind::Timeout, "{err}");
+    assert!(err.to_string().contains("DESCRIBE"), "{err}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1_900) && waited < Duration::from_secs(8),
+        "{waited:?}"
+    );
+}
