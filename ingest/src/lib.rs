@@ -5,3 +5,4 @@
 
 pub mod publish;
 pub mod rtsp;
+pub mod upload;
