@@ -3,6 +3,8 @@
 //!
 //! Parsers are sans-IO (pure functions over bytes); the tokio tasks around them are thin.
 
+pub mod flv;
 pub mod publish;
+pub mod rtmp;
 pub mod rtsp;
 pub mod upload;

@@ -3,6 +3,8 @@ use super::PublishMode;
 pub enum StreamState {
     Created,
 
+    // storef: `mode` is kept from upstream but never read.
+    #[allow(dead_code)]
     Publishing {
         stream_key: String,
         mode: PublishMode,

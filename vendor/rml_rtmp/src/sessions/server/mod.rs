@@ -305,13 +305,39 @@ impl ServerSession {
             None => return Err(ServerSessionError::InvalidRequestId),
         };
 
+        // storef patch 5: a refused publish/play is answered the way clients understand it:
+        // `onStatus` with level "error" on the request's message stream (what nginx-rtmp and FMS
+        // send, and what ffmpeg and librtmp/OBS act on). Upstream sent an `_error` with
+        // transaction id 0 and level "_error", which matches no outstanding transaction.
         let (transaction_id, stream_id) = match request {
             OutstandingRequest::ConnectionRequest { transaction_id, .. } => (transaction_id, 0),
-            OutstandingRequest::PublishRequested { stream_id, .. } => (0.0, stream_id),
-            OutstandingRequest::PlayRequested { stream_id, .. } => (0.0, stream_id),
+            OutstandingRequest::PublishRequested { stream_id, .. }
+            | OutstandingRequest::PlayRequested { stream_id, .. } => {
+                let message = RtmpMessage::Amf0Command {
+                    command_name: "onStatus".to_string(),
+                    transaction_id: 0.0,
+                    command_object: Amf0Value::Null,
+                    additional_arguments: vec![Amf0Value::Object(create_status_object(
+                        "error",
+                        code,
+                        description,
+                    ))],
+                };
+                let payload = message.into_message_payload(self.get_epoch(), stream_id)?;
+                let packet = self.serializer.serialize(&payload, false, false)?;
+                return Ok(vec![ServerSessionResult::OutboundResponse(packet)]);
+            }
         };
 
-        let packet = self.create_error_packet(code, description, transaction_id, stream_id)?;
+        // storef patch 5: level "error" (RTMP spec 7.2.1.1 `_error` carries an info object whose
+        // level is "error"), upstream wrote "_error".
+        let status_object = create_status_object("error", code, description);
+        let packet = self.create_error_response(
+            transaction_id,
+            Amf0Value::Null,
+            vec![Amf0Value::Object(status_object)],
+            stream_id,
+        )?;
 
         Ok(vec![ServerSessionResult::OutboundResponse(packet)])
     }

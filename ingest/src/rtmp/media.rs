@@ -1,0 +1,389 @@
+//! FLV tag bodies with RTMP timestamps → [`IngestEvent::Tracks`] and [`IngestEvent::Frame`]s.
+//!
+//! Timestamps: RTMP carries 32-bit milliseconds that wrap after 49.7 days and jitter by a
+//! millisecond or two (FLV timestamps are rounded; librtmp and ffmpeg round audio differently from
+//! video). One shared [`RtmpClock`] unwraps them to 64 bits, so audio and video stay on one
+//! timeline. Video uses timescale 90 000 (`dts = ms × 90`, the FLV composition time × 90 as the
+//! offset). AAC uses its sample rate: each access unit is 1024 samples (ISO/IEC 14496-3 §4.5.1.1,
+//! frameLengthFlag 0), so audio `dts` advances by exactly 1024 per frame, anchored to the RTMP
+//! clock, and is re-anchored only when it drifts from it by more than one frame (a gap or a jump in
+//! the source). The segmenter then sees exact audio durations instead of 21/22/23 ms jitter.
+//!
+//! Start-up: the tracks of a publish are announced once the codec configurations are known. An
+//! encoder sends the AVC and AAC sequence headers before its first frames, but a video-only source
+//! sends no AAC header at all, so if none has arrived by the time the first keyframe plus ~1 s of
+//! video is buffered (or `onMetaData` said there is no audio) the publish starts video-only; an AAC
+//! header arriving later announces the tracks again.
+
+use super::SessionError;
+use crate::flv::{self, AudioTag, VideoTag};
+use crate::publish::IngestEvent;
+use bytes::Bytes;
+use packager::{Codec, MediaFrame, Track, TrackKind};
+
+/// Video timescale (DESIGN: live video tracks use 90 kHz).
+pub const VIDEO_TIMESCALE: u32 = 90_000;
+/// Samples per AAC access unit.
+const AAC_FRAME_SAMPLES: i64 = 1024;
+/// How much video (after the first keyframe) is buffered while waiting for an AAC header.
+const AUDIO_WAIT_MS: i64 = 1000;
+/// Upper bound of frames buffered before the start, whatever the timestamps say.
+const MAX_BUFFERED_FRAMES: usize = 2000;
+
+/// Unwraps RTMP's 32-bit millisecond timestamps into a continuous 64-bit timeline.
+///
+/// The difference to the previous timestamp is taken as a signed 32-bit value, so a wrap-around
+/// (0xFFFF_FFF0 → 0x10) is +32 ms and small backwards jitter stays small and negative.
+#[derive(Debug, Default, Clone)]
+pub struct RtmpClock {
+    last: Option<(u32, i64)>,
+}
+
+impl RtmpClock {
+    pub fn unwrap(&mut self, raw: u32) -> i64 {
+        let ext = match self.last {
+            None => i64::from(raw),
+            Some((last_raw, last_ext)) => last_ext + i64::from(raw.wrapping_sub(last_raw) as i32),
+        };
+        self.last = Some((raw, ext));
+        ext
+    }
+}
+
+/// What `onMetaData` said about the tracks, when it said anything.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Announced {
+    pub has_video: Option<bool>,
+    pub has_audio: Option<bool>,
+}
+
+#[derive(Debug)]
+struct VideoState {
+    codec: Codec,
+    length_size: u8,
+    last_dts: Option<i64>,
+    /// Frames are dropped until a keyframe after a (re)start or configuration change.
+    need_keyframe: bool,
+}
+
+#[derive(Debug)]
+struct AudioState {
+    codec: Codec,
+    sample_rate: i64,
+    last_dts: Option<i64>,
+}
+
+/// Turns one publish's FLV tags into ingest events.
+#[derive(Debug, Default)]
+pub struct MediaAssembler {
+    clock: RtmpClock,
+    announced: Announced,
+    video: Option<VideoState>,
+    audio: Option<AudioState>,
+    /// `Tracks` has been emitted for the configurations in `video`/`audio`.
+    started: bool,
+    /// The track list last emitted, to tell a real change from a repeated sequence header.
+    emitted: Vec<Track>,
+    /// Frames held back until the start.
+    pending: Vec<MediaFrame>,
+    /// dts (90 kHz) of the first buffered video keyframe.
+    first_keyframe_dts: Option<i64>,
+    /// First buffered audio dts, in ms, for the audio-only start.
+    first_audio_ms: Option<i64>,
+}
+
+impl MediaAssembler {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records what `onMetaData` announced.
+    pub fn set_announced(&mut self, announced: Announced) {
+        self.announced = announced;
+    }
+
+    /// The configuration of the tracks now known.
+    pub fn tracks(&self) -> Vec<Track> {
+        let mut tracks = Vec::with_capacity(2);
+        if let Some(v) = &self.video {
+            tracks.push(Track {
+                kind: TrackKind::Video,
+                codec: v.codec.clone(),
+                timescale: VIDEO_TIMESCALE,
+            });
+        }
+        if let Some(a) = &self.audio {
+            tracks.push(Track {
+                kind: TrackKind::Audio,
+                codec: a.codec.clone(),
+                timescale: a.sample_rate as u32,
+            });
+        }
+        tracks
+    }
+
+    /// Whether `Tracks` has been emitted.
+    pub fn started(&self) -> bool {
+        self.started
+    }
+
+    /// One video message.
+    pub fn video(
+        &mut self,
+        timestamp: u32,
+        body: &Bytes,
+        out: &mut Vec<IngestEvent>,
+    ) -> Result<(), SessionError> {
+        let ms = self.clock.unwrap(timestamp);
+        let tag =
+            flv::parse_video_tag(body).map_err(|source| SessionError::Tag { timestamp, source })?;
+        match tag {
+            VideoTag::SequenceHeader(codec) => {
+                let length_size = match &codec {
+                    Codec::H264 { avcc, .. } => flv::avc::parse_avcc(avcc)
+                        .map(|c| c.length_size)
+                        .unwrap_or(4),
+                    _ => 4,
+                };
+                let same = self.video.as_ref().is_some_and(|v| v.codec == codec);
+                if !same {
+                    let last_dts = self.video.as_ref().and_then(|v| v.last_dts);
+                    self.video = Some(VideoState {
+                        codec,
+                        length_size,
+                        last_dts,
+                        need_keyframe: true,
+                    });
+                    self.announce_if_changed(out);
+                }
+            }
+            VideoTag::Frame {
+                keyframe,
+                composition_time_ms,
+                data,
+            } => {
+                let Some(v) = self.video.as_mut() else {
+                    return Ok(()); // no avcC yet: undecodable
+                };
+                if data.is_empty() {
+                    return Ok(());
+                }
+                check_length_prefixed(&data, v.length_size).map_err(|offset| {
+                    SessionError::BadNalUnits {
+                        timestamp,
+                        offset: offset + 5,
+                    }
+                })?;
+                if v.need_keyframe && !keyframe {
+                    return Ok(());
+                }
+                v.need_keyframe = false;
+                let mut dts = ms * i64::from(VIDEO_TIMESCALE) / 1000;
+                if let Some(last) = v.last_dts {
+                    // Keep decode order strictly increasing whatever the source's jitter.
+                    dts = dts.max(last + 1);
+                }
+                v.last_dts = Some(dts);
+                let frame = MediaFrame {
+                    kind: TrackKind::Video,
+                    dts,
+                    cts_offset: composition_time_ms.saturating_mul(90),
+                    duration: None,
+                    keyframe,
+                    data,
+                };
+                if keyframe && self.first_keyframe_dts.is_none() {
+                    self.first_keyframe_dts = Some(dts);
+                }
+                self.push(frame, out);
+            }
+            VideoTag::EndOfSequence | VideoTag::Ignored => {}
+        }
+        Ok(())
+    }
+
+    /// One audio message.
+    pub fn audio(
+        &mut self,
+        timestamp: u32,
+        body: &Bytes,
+        out: &mut Vec<IngestEvent>,
+    ) -> Result<(), SessionError> {
+        let ms = self.clock.unwrap(timestamp);
+        let tag =
+            flv::parse_audio_tag(body).map_err(|source| SessionError::Tag { timestamp, source })?;
+        match tag {
+            AudioTag::SequenceHeader(codec) => {
+                let same = self.audio.as_ref().is_some_and(|a| a.codec == codec);
+                if !same {
+                    let sample_rate = match &codec {
+                        Codec::Aac { sample_rate, .. } => i64::from(*sample_rate),
+                        _ => 48_000,
+                    };
+                    // Keep the audio clock only if the rate is unchanged.
+                    let last_dts = self
+                        .audio
+                        .as_ref()
+                        .filter(|a| a.sample_rate == sample_rate)
+                        .and_then(|a| a.last_dts);
+                    self.audio = Some(AudioState {
+                        codec,
+                        sample_rate,
+                        last_dts,
+                    });
+                    self.announce_if_changed(out);
+                }
+            }
+            AudioTag::Frame(data) => {
+                let Some(a) = self.audio.as_mut() else {
+                    return Ok(());
+                };
+                if data.is_empty() {
+                    return Ok(());
+                }
+                let anchored = ms * a.sample_rate / 1000;
+                let dts = match a.last_dts {
+                    None => anchored,
+                    Some(last) => {
+                        let next = last + AAC_FRAME_SAMPLES;
+                        if (anchored - next).abs() > AAC_FRAME_SAMPLES {
+                            anchored.max(last + 1)
+                        } else {
+                            next
+                        }
+                    }
+                };
+                a.last_dts = Some(dts);
+                if self.first_audio_ms.is_none() {
+                    self.first_audio_ms = Some(ms);
+                }
+                let frame = MediaFrame {
+                    kind: TrackKind::Audio,
+                    dts,
+                    cts_offset: 0,
+                    duration: None,
+                    keyframe: true,
+                    data,
+                };
+                self.push(frame, out);
+            }
+        }
+        Ok(())
+    }
+
+    /// The publish ended: start with whatever is known so buffered frames are not lost.
+    pub fn finish(&mut self, out: &mut Vec<IngestEvent>) {
+        if !self.started && (self.video.is_some() || self.audio.is_some()) {
+            self.start(out);
+        }
+    }
+
+    /// After a sequence header changed: re-announce if already started, else maybe start.
+    fn announce_if_changed(&mut self, out: &mut Vec<IngestEvent>) {
+        if self.started {
+            let tracks = self.tracks();
+            if tracks != self.emitted {
+                self.emitted = tracks.clone();
+                out.push(IngestEvent::Tracks(tracks));
+            }
+        } else if self.ready() {
+            self.start(out);
+        }
+    }
+
+    /// Whether the publish can start now.
+    fn ready(&self) -> bool {
+        let video_expected = self.announced.has_video != Some(false);
+        let audio_expected = self.announced.has_audio != Some(false);
+        match (&self.video, &self.audio) {
+            (Some(_), Some(_)) => true,
+            (Some(_), None) => {
+                !audio_expected
+                    || match (self.first_keyframe_dts, self.pending.last()) {
+                        (Some(first), Some(last)) => {
+                            last.kind == TrackKind::Video && last.dts - first >= AUDIO_WAIT_MS * 90
+                        }
+                        _ => false,
+                    }
+            }
+            (None, Some(_)) => {
+                !video_expected
+                    || match (self.first_audio_ms, self.pending.last()) {
+                        (Some(first), Some(last)) => {
+                            let sr = self.audio.as_ref().map_or(48_000, |a| a.sample_rate);
+                            last.dts * 1000 / sr.max(1) - first >= AUDIO_WAIT_MS
+                        }
+                        _ => false,
+                    }
+            }
+            (None, None) => false,
+        }
+    }
+
+    fn push(&mut self, frame: MediaFrame, out: &mut Vec<IngestEvent>) {
+        if self.started {
+            out.push(IngestEvent::Frame(frame));
+            return;
+        }
+        self.pending.push(frame);
+        if self.ready() || self.pending.len() >= MAX_BUFFERED_FRAMES {
+            self.start(out);
+        }
+    }
+
+    fn start(&mut self, out: &mut Vec<IngestEvent>) {
+        self.started = true;
+        let tracks = self.tracks();
+        self.emitted = tracks.clone();
+        out.push(IngestEvent::Tracks(tracks));
+        out.extend(self.pending.drain(..).map(IngestEvent::Frame));
+    }
+}
+
+/// Checks that `data` is a sequence of NAL units, each prefixed by its `length_size`-byte length;
+/// returns the offset of the first bad prefix.
+fn check_length_prefixed(data: &[u8], length_size: u8) -> Result<(), usize> {
+    let n = usize::from(length_size);
+    let mut pos = 0;
+    while pos < data.len() {
+        let prefix = data.get(pos..pos + n).ok_or(pos)?;
+        let len = prefix
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        if len == 0 {
+            return Err(pos);
+        }
+        pos = pos
+            .checked_add(n + len)
+            .filter(|end| *end <= data.len())
+            .ok_or(pos)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_unwraps_wrap_around_and_jitter() {
+        let mut c = RtmpClock::default();
+        assert_eq!(c.unwrap(0xFFFF_FFF0), 0xFFFF_FFF0);
+        assert_eq!(c.unwrap(0x10), 0x1_0000_0010);
+        assert_eq!(c.unwrap(0x0E), 0x1_0000_000E); // 2 ms of backwards jitter
+        assert_eq!(c.unwrap(0x30), 0x1_0000_0030);
+    }
+
+    #[test]
+    fn length_prefixes() {
+        assert_eq!(check_length_prefixed(&[0, 0, 0, 1, 0x65], 4), Ok(()));
+        assert_eq!(
+            check_length_prefixed(&[0, 0, 0, 1, 0x65, 0, 0, 0, 2, 0x41, 1], 4),
+            Ok(())
+        );
+        assert_eq!(check_length_prefixed(&[0, 0, 0, 2, 0x65], 4), Err(0));
+        assert_eq!(check_length_prefixed(&[0, 0, 0, 1, 0x65, 0], 4), Err(5));
+        assert_eq!(check_length_prefixed(&[0, 0, 0, 0], 4), Err(0));
+        assert_eq!(check_length_prefixed(&[0, 1, 9], 2), Ok(()));
+    }
+}

@@ -1,0 +1,328 @@
+//! The tokio side of RTMP ingest: accept loop, one task per connection, timeouts, and forwarding
+//! of the sans-IO session's events to the stream's [`Publisher`].
+//!
+//! Each connection has its own task and forwards with `events.send().await`: a stream whose
+//! session is slow stalls only its own publisher (TCP backpressure up to the encoder), never
+//! another connection.
+
+use super::session::{RtmpSession, SessionConfig, SessionEvent};
+use crate::publish::{IngestEvent, PublishGate, Publisher};
+use packager::Codec;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
+
+/// RTMP listener settings.
+#[derive(Debug, Clone)]
+pub struct RtmpConfig {
+    /// The RTMP application publishers connect to (`rtmp://HOST/live`).
+    pub app: String,
+    /// Time allowed from accept to a completed handshake. rml_rtmp's handshake never fails on
+    /// a truncated C0/C1/C2, it just waits, so this is what ends such a connection.
+    pub handshake_timeout: Duration,
+    /// A connection that sends nothing for this long is closed (a stalled encoder, a dead NAT).
+    pub idle_timeout: Duration,
+    /// How often [`IngestEvent::Stats`] is sent for a publishing connection.
+    pub stats_interval: Duration,
+    /// How long to wait for the peer to close after a refusal was sent, so it can read the status
+    /// before the socket goes away.
+    pub close_linger: Duration,
+}
+
+impl Default for RtmpConfig {
+    fn default() -> Self {
+        Self {
+            app: "live".to_string(),
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            stats_interval: Duration::from_secs(5),
+            close_linger: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Accepts RTMP connections on `listener` until the task is dropped; each connection runs in its
+/// own task. Returns only if accepting fails persistently.
+pub async fn serve(
+    listener: TcpListener,
+    gate: Arc<dyn PublishGate>,
+    config: RtmpConfig,
+) -> std::io::Result<()> {
+    let config = Arc::new(config);
+    let mut consecutive_errors = 0u32;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => {
+                consecutive_errors = 0;
+                x
+            }
+            Err(e) => {
+                // EMFILE/ENFILE and aborted handshakes are transient: back off, keep serving.
+                consecutive_errors += 1;
+                tracing::warn!(error = %e, "RTMP accept failed");
+                if consecutive_errors > 1000 {
+                    return Err(e);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let span = tracing::info_span!(
+            "rtmp",
+            peer = %peer,
+            stream_key = tracing::field::Empty,
+            stream_id = tracing::field::Empty
+        );
+        let gate = gate.clone();
+        let config = config.clone();
+        tokio::spawn(
+            async move {
+                tracing::debug!("connection accepted");
+                match connection(stream, peer, gate, &config).await {
+                    Ok(()) => tracing::info!("connection closed"),
+                    Err(e) => tracing::warn!(error = %e, "connection closed with an error"),
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Why a connection task ended early.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    #[error("handshake not completed within {0:?}")]
+    HandshakeTimeout(Duration),
+    #[error("no data for {0:?}")]
+    Idle(Duration),
+    #[error(transparent)]
+    Session(#[from] super::SessionError),
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The publish in progress on a connection.
+struct Active {
+    publisher: Publisher,
+    stream_key: String,
+    encoder: Option<String>,
+    last_stats: Instant,
+    last_counters: super::session::SessionCounters,
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    gate: Arc<dyn PublishGate>,
+    config: &RtmpConfig,
+) -> Result<(), ConnectionError> {
+    let _ = stream.set_nodelay(true);
+    let mut session = RtmpSession::new(
+        gate,
+        SessionConfig {
+            app: config.app.clone(),
+            peer: Some(peer),
+        },
+    );
+    let accepted_at = tokio::time::Instant::now();
+    let mut active: Option<Active> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut stats = tokio::time::interval(config.stats_interval);
+    stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    let result = loop {
+        let read_deadline = if session.handshake_done() {
+            tokio::time::Instant::now() + config.idle_timeout
+        } else {
+            accepted_at + config.handshake_timeout
+        };
+        let cancel = active.as_ref().map(|a| a.publisher.cancel.clone());
+        let cancelled = async {
+            match cancel {
+                Some(c) => c.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        let n = tokio::select! {
+            r = tokio::time::timeout_at(read_deadline, stream.read(&mut buf)) => match r {
+                Err(_) if session.handshake_done() => break Err(ConnectionError::Idle(config.idle_timeout)),
+                Err(_) => break Err(ConnectionError::HandshakeTimeout(config.handshake_timeout)),
+                Ok(Err(e)) => break Err(e.into()),
+                Ok(Ok(n)) => n,
+            },
+            () = cancelled => {
+                tracing::info!("publish stopped by the server");
+                break Ok(());
+            }
+            _ = stats.tick() => {
+                if let Some(a) = active.as_mut() {
+                    send_stats(a, &session, peer);
+                }
+                continue;
+            }
+        };
+        if n == 0 {
+            let events = session.finish();
+            if let Err(e) = forward(events, &mut active).await {
+                break Err(e);
+            }
+            break Ok(());
+        }
+        let events = session.feed(&buf[..n]);
+        let out = session.take_outbound();
+        if !out.is_empty() {
+            if let Err(e) = write_all(&mut stream, &out, config.idle_timeout).await {
+                break Err(e);
+            }
+        }
+        if let Err(e) = forward(events, &mut active).await {
+            break Err(e);
+        }
+        if session.is_closed() {
+            linger(&mut stream, config.close_linger).await;
+            break Ok(());
+        }
+    };
+    // Dropping the publisher (its events sender) tells the stream's session the publisher is gone.
+    if let Some(a) = active.take() {
+        tracing::info!(stream_key = %a.stream_key, "publisher left");
+    }
+    result
+}
+
+async fn write_all(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<(), ConnectionError> {
+    match tokio::time::timeout(timeout, stream.write_all(bytes)).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(ConnectionError::Idle(timeout)),
+    }
+}
+
+/// After a refusal: half-close and wait briefly for the peer to close, so the status message is
+/// read rather than lost to a reset.
+async fn linger(stream: &mut TcpStream, wait: Duration) {
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(wait, async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Hands session events to the publisher. Returns an error only when the stream's session has
+/// gone away (receiver dropped), which ends the connection.
+async fn forward(
+    events: Vec<SessionEvent>,
+    active: &mut Option<Active>,
+) -> Result<(), ConnectionError> {
+    for event in events {
+        match event {
+            SessionEvent::PublishStarted {
+                stream_key,
+                publisher,
+            } => {
+                let span = tracing::Span::current();
+                span.record("stream_key", stream_key.as_str());
+                span.record("stream_id", publisher.stream_id.as_str());
+                tracing::info!("publish started");
+                *active = Some(Active {
+                    publisher,
+                    stream_key,
+                    encoder: None,
+                    last_stats: Instant::now(),
+                    last_counters: Default::default(),
+                });
+            }
+            SessionEvent::Media(e) => {
+                if let Some(a) = active.as_ref() {
+                    if a.publisher.events.send(e).await.is_err() {
+                        tracing::info!("stream session gone; closing");
+                        *active = None;
+                        return Err(ConnectionError::Io(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionAborted,
+                            "stream session closed",
+                        )));
+                    }
+                }
+            }
+            SessionEvent::Metadata(m) => {
+                if let Some(a) = active.as_mut() {
+                    a.encoder = m.encoder;
+                }
+            }
+            SessionEvent::PublishEnded { stream_key } => {
+                tracing::info!(%stream_key, "publish ended by the publisher");
+                *active = None;
+            }
+            SessionEvent::PublishRefused {
+                stream_key,
+                refusal,
+            } => {
+                tracing::info!(%stream_key, %refusal, "publish refused");
+            }
+            SessionEvent::ConnectRefused { app } => {
+                tracing::info!(%app, "connect refused");
+            }
+            SessionEvent::Connected { .. } => {}
+            SessionEvent::Failed(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Sends a Stats event (dropped if the channel is full: statistics are not worth backpressure).
+fn send_stats(a: &mut Active, session: &RtmpSession, peer: SocketAddr) {
+    let now = Instant::now();
+    let secs = now.duration_since(a.last_stats).as_secs_f64().max(0.001);
+    let c = session.counters();
+    let prev = a.last_counters;
+    let bitrate_kbps = (c.bytes_in - prev.bytes_in) as f64 * 8.0 / secs / 1000.0;
+    let fps = (c.video_frames - prev.video_frames) as f64 / secs;
+    a.last_stats = now;
+    a.last_counters = c;
+    let mut stats = serde_json::json!({
+        "protocol": "rtmp",
+        "remote": peer.to_string(),
+        "bitrateKbps": (bitrate_kbps * 10.0).round() / 10.0,
+        "fps": (fps * 100.0).round() / 100.0,
+        "videoFrames": c.video_frames,
+        "audioFrames": c.audio_frames,
+        "bytesReceived": c.bytes_in,
+    });
+    if let Some(encoder) = &a.encoder {
+        stats["encoder"] = encoder.clone().into();
+    }
+    for track in session.tracks() {
+        match &track.codec {
+            Codec::H264 { width, height, .. } => {
+                stats["videoCodec"] = track.codec.rfc6381().into();
+                stats["width"] = (*width).into();
+                stats["height"] = (*height).into();
+            }
+            Codec::Aac {
+                sample_rate,
+                channels,
+                ..
+            } => {
+                stats["audioCodec"] = track.codec.rfc6381().into();
+                stats["audioSampleRate"] = (*sample_rate).into();
+                stats["audioChannels"] = (*channels).into();
+            }
+            _ => {
+                stats["audioCodec"] = track.codec.rfc6381().into();
+            }
+        }
+    }
+    let _ = a.publisher.events.try_send(IngestEvent::Stats(stats));
+}
