@@ -190,6 +190,7 @@ pub fn index_mp4_with_limits<R: Read + Seek>(
                     DemuxError::malformed("moof", pos, "movie fragment before the moov box")
                 })?;
                 let trex = &m.trex;
+                let selected: Vec<u32> = m.tracks.iter().map(|t| t.track_id).collect();
                 let mut frag: Vec<FragTrack<'_>> = m
                     .tracks
                     .iter_mut()
@@ -201,6 +202,19 @@ pub fn index_mp4_with_limits<R: Read + Seek>(
                         out: Some(&mut t.samples),
                     })
                     .collect();
+                // Tracks we skip are still walked, so that a later traf without its own base
+                // offset can follow their data (§8.8.7.1).
+                frag.extend(
+                    trex.iter()
+                        .filter(|x| !selected.contains(&x.track_id))
+                        .map(|x| FragTrack {
+                            track_id: x.track_id,
+                            kind: TrackKind::Audio,
+                            trex: Some(x),
+                            next_dts: 0,
+                            out: None,
+                        }),
+                );
                 expand_moof(&b, &mut frag, file_len, limits, &mut budget)?;
                 let next: Vec<u64> = frag.iter().map(|f| f.next_dts).collect();
                 drop(frag);
