@@ -6,6 +6,6 @@
 pub mod flv;
 pub mod publish;
 pub mod rtmp;
-pub mod whip;
 pub mod rtsp;
 pub mod upload;
+pub mod whip;
