@@ -134,9 +134,11 @@ async fn connection(
     let mut stats = tokio::time::interval(config.stats_interval);
     stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+    let mut last_input = accepted_at;
     let result = loop {
+        // From the last bytes received, not from this iteration: stats ticks must not extend it.
         let read_deadline = if session.handshake_done() {
-            tokio::time::Instant::now() + config.idle_timeout
+            last_input + config.idle_timeout
         } else {
             accepted_at + config.handshake_timeout
         };
@@ -165,6 +167,7 @@ async fn connection(
                 continue;
             }
         };
+        last_input = tokio::time::Instant::now();
         if n == 0 {
             let events = session.finish();
             if let Err(e) = forward(events, &mut active).await {
