@@ -44,6 +44,19 @@ async fn chromium_publishes_h264_and_opus_then_vanishes() {
         .expect("chromium did not POST an offer in 60 s")
         .unwrap();
 
+    // Garbage on the shared media port all through the publish must not disturb it.
+    let udp = whip.local_addr();
+    let garbage = tokio::spawn(async move {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for i in 0u32..2000 {
+            let first = [0x00u8, 0x16, 0x80, 0x90][i as usize % 4];
+            let mut d = vec![first; 20 + (i as usize * 7) % 1200];
+            d[1..5].copy_from_slice(&i.to_be_bytes());
+            let _ = sock.send_to(&d, udp).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+
     let mut tracks = Vec::new();
     let mut video = Vec::new(); // (dts, keyframe, data, received at)
     let mut audio = Vec::new();
@@ -71,6 +84,8 @@ async fn chromium_publishes_h264_and_opus_then_vanishes() {
             keyframe_asked = Some(Instant::now());
         }
     }
+    garbage.abort();
+    assert!(whip.unrouted_datagrams() > 500, "garbage was not seen");
     let out = node.wait_with_output().await.unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|_| panic!("node said: {}", String::from_utf8_lossy(&out.stdout)));
