@@ -11,6 +11,7 @@
 
 pub mod aac;
 pub mod avc;
+pub mod file;
 
 use bytes::Bytes;
 use packager::Codec;
