@@ -1,1 +1,222 @@
-fn main() {}
+//! storef: a live-ingest media server. Publishers push video in (RTMP, WHIP, RTSP pull, or MP4
+//! chunks over HTTP); storef cuts it into keyframe-aligned fMP4 segments, stores each one, serves
+//! HLS while the stream is live and turns it into a VOD when it stops.
+
+mod api;
+mod app;
+mod auth;
+mod config;
+mod files;
+mod ids;
+mod live;
+mod metrics;
+mod stop;
+mod upload;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "storef",
+    version,
+    about = "Live-ingest media server: RTMP / WHIP / RTSP / MP4 chunk uploads in, fMP4 HLS and VOD out",
+    long_about = "Live-ingest media server.\n\n\
+        Publishers push video in: OBS/ffmpeg over RTMP, browsers over WHIP, IP cameras pulled over \
+        RTSP, or MP4 chunks uploaded over HTTP. storef cuts it into keyframe-aligned fMP4 segments, \
+        stores each one durably, serves live.m3u8 to HLS players while the stream is live, and \
+        turns the stream into a VOD (one MP4 + a playlist) when it stops.\n\n\
+        Settings come from config.toml (every key documented there), overridden by environment \
+        variables STOREF_<SECTION>_<KEY> (e.g. STOREF_HTTP_ADDR=127.0.0.1:8080)."
+)]
+struct Cli {
+    /// Configuration file. Default: ./config.toml when it exists, else built-in defaults.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server (what a bare `storef` does).
+    Serve,
+    /// Print an HS256 bearer token (claims id, iat, exp) signed with the configured secret, for
+    /// calling the API as user ID.
+    Token {
+        /// The user id to put in the `id` claim.
+        #[arg(long)]
+        user: String,
+        /// How long the token is valid: 30m, 24h, 7d …
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let (cfg, from) = config::Config::load(cli.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            init_logging(&cfg.log.filter);
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(serve(cfg, from))
+        }
+        Command::Token { user, ttl } => {
+            let (secret, _) = jwt_secret(&cfg)?;
+            let a = auth::Auth::new(&secret, cfg.auth.leeway_secs);
+            println!(
+                "{}",
+                a.issue(&user, ids::now_ms() / 1000, ttl.as_secs() as i64)
+            );
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+/// The configured JWT secret, or the one generated on first start and kept in the data
+/// directory. The bool says whether it was generated just now.
+fn jwt_secret(cfg: &config::Config) -> Result<(Vec<u8>, bool)> {
+    if !cfg.auth.jwt_secret.is_empty() {
+        return Ok((cfg.auth.jwt_secret.as_bytes().to_vec(), false));
+    }
+    let dir = &cfg.storage.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("jwt_secret");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => return Ok((s.trim().as_bytes().to_vec(), false)),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let mut b = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut b);
+    let secret = hex::encode(b);
+    write_private(&path, &secret)?;
+    Ok((secret.into_bytes(), true))
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    o.mode(0o600);
+    let mut f = o
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+async fn serve(cfg: config::Config, from: Option<PathBuf>) -> Result<()> {
+    match &from {
+        Some(p) => tracing::info!(config = %p.display(), "configuration loaded"),
+        None => tracing::info!("no config.toml: using built-in defaults"),
+    }
+    let (secret, generated) = jwt_secret(&cfg)?;
+    if generated {
+        tracing::warn!(
+            path = %cfg.storage.data_dir.join("jwt_secret").display(),
+            "no [auth] jwt_secret configured: generated one and saved it (mode 0600). \
+             Get a token with: storef token --user <USER_ID>"
+        );
+    }
+    let db_dir = cfg.storage.data_dir.join("db");
+    let db = storage::Db::open(&db_dir)
+        .with_context(|| format!("opening the database in {}", db_dir.display()))?;
+    let app = app::App::new(cfg.clone(), db, auth::Auth::new(&secret, cfg.auth.leeway_secs));
+
+    // Streams that were live when the server went down stay live; their gaps and reconnect
+    // windows start again from now.
+    let live = app.db.live_streams()?;
+    let mut with_publisher = Vec::new();
+    for s in &live {
+        let sess = app.session(&s.id);
+        let mut sess = sess.lock().await;
+        if app
+            .db
+            .chunks(&s.id)?
+            .iter()
+            .any(|c| matches!(c.state, storage::ChunkState::Pending { .. }))
+        {
+            sess.gap_since = Some(std::time::Instant::now());
+        }
+        if s.ingest_state.is_some() {
+            with_publisher.push(s.id.clone());
+        }
+    }
+    live::arm_after_restart(&app, &with_publisher);
+    if !live.is_empty() {
+        tracing::info!(streams = live.len(), "resumed live streams");
+    }
+
+    tokio::spawn(upload::gap_ticker(app.clone()));
+    tokio::spawn(stop::reconnect_ticker(app.clone()));
+
+    let listener = tokio::net::TcpListener::bind(&cfg.http.addr)
+        .await
+        .with_context(|| format!("binding HTTP on {}", cfg.http.addr))?;
+    let http_addr = listener.local_addr()?;
+    let shown = display_host(http_addr);
+    tracing::info!(
+        "storef {} listening: HTTP API on http://{shown}, data in {}",
+        env!("CARGO_PKG_VERSION"),
+        cfg.storage.data_dir.display()
+    );
+    tracing::info!(
+        "players: http://{shown}/api/streams/<streamId>/live.m3u8 — start a stream with \
+         POST http://{shown}/api/streams/start (bearer token from `storef token --user ID`)"
+    );
+    if cfg.rtmp.enabled {
+        let rtmp = tokio::net::TcpListener::bind(&cfg.rtmp.addr)
+            .await
+            .with_context(|| format!("binding RTMP on {}", cfg.rtmp.addr))?;
+        let rtmp_addr = rtmp.local_addr()?;
+        let rcfg = ingest::rtmp::RtmpConfig {
+            app: cfg.rtmp.app.clone(),
+            idle_timeout: cfg.rtmp.idle_timeout,
+            ..Default::default()
+        };
+        let gate: std::sync::Arc<dyn ingest::publish::PublishGate> =
+            std::sync::Arc::new(live::Gate { app: app.clone() });
+        tokio::spawn(async move {
+            if let Err(e) = ingest::rtmp::serve(rtmp, gate, rcfg).await {
+                tracing::error!(error = %e, "RTMP listener failed");
+            }
+        });
+        tracing::info!(
+            "OBS / ffmpeg: Server rtmp://{}/{}  Stream Key: the streamKey from POST /api/streams/start",
+            display_host(rtmp_addr),
+            cfg.rtmp.app
+        );
+    }
+    let router = api::router(app.clone());
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        })
+        .await?;
+    app.db.flush().await?;
+    Ok(())
+}
+
+/// `0.0.0.0:5000` is where storef listens, not an address to give a player: show localhost.
+fn display_host(a: std::net::SocketAddr) -> String {
+    if a.ip().is_unspecified() {
+        format!("localhost:{}", a.port())
+    } else {
+        a.to_string()
+    }
+}

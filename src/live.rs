@@ -1,0 +1,191 @@
+//! Live publishers (RTMP, WHIP, RTSP): the [`PublishGate`] that lets a stream key publish, and the
+//! task that packages one publisher's frames as they arrive.
+//!
+//! While a publisher is connected its task owns the stream's segmenter; every segment it closes
+//! is written and committed at once, so a player sees it within milliseconds of the keyframe that
+//! closed it. When the publisher goes away the stream stays live for `live.reconnect_window`; a
+//! reconnect continues the same playlist after an `EXT-X-DISCONTINUITY`.
+
+use crate::app::{write_outputs, App, LiveEntry, Packaged, PublisherState};
+use crate::ids::now_ms;
+use crate::metrics::Metrics;
+use anyhow::Result;
+use ingest::publish::{IngestEvent, PublishGate, Publisher, PublisherInfo, Refusal};
+use packager::segmenter::{Output, Segmenter};
+use storage::Commit;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The server side of [`PublishGate`].
+#[derive(Clone)]
+pub struct Gate {
+    pub app: App,
+}
+
+impl PublishGate for Gate {
+    fn start_publish(&self, stream_key: &str, info: PublisherInfo) -> Result<Publisher, Refusal> {
+        let app = &self.app;
+        let rec = match app.db.stream_by_key(stream_key) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                Metrics::inc(&app.metrics.publishes_refused_total, 1);
+                return Err(Refusal::UnknownKey);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "stream key lookup failed");
+                return Err(Refusal::UnknownKey);
+            }
+        };
+        if !rec.is_live() {
+            Metrics::inc(&app.metrics.publishes_refused_total, 1);
+            return Err(Refusal::Stopped);
+        }
+        let (tx, rx) = mpsc::channel(4096);
+        let cancel = CancellationToken::new();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let claimed = app.with_live(|m| {
+            let e = m.entry(rec.id.clone()).or_insert_with(LiveEntry::default);
+            if e.publisher.is_some() {
+                return false;
+            }
+            e.left_at = None;
+            e.publisher = Some(PublisherState {
+                protocol: info.protocol,
+                remote: info.remote.map(|a| a.to_string()),
+                since_ms: now_ms(),
+                cancel: cancel.clone(),
+                done: Some(done_rx),
+                stats: serde_json::Value::Null,
+            });
+            true
+        });
+        if !claimed {
+            Metrics::inc(&app.metrics.publishes_refused_total, 1);
+            return Err(Refusal::AlreadyPublishing);
+        }
+        Metrics::inc(&app.metrics.publishes_total, 1);
+        tracing::info!(stream = %rec.id, protocol = info.protocol, remote = ?info.remote, "publisher connected");
+        let app2 = app.clone();
+        let id = rec.id.clone();
+        let cancel2 = cancel.clone();
+        tokio::spawn(async move {
+            if let Err(e) = run_publish(&app2, &id, rx, cancel2).await {
+                tracing::error!(stream = %id, error = %e, "publish task failed");
+            }
+            app2.with_live(|m| {
+                if let Some(e) = m.get_mut(&id) {
+                    e.publisher = None;
+                    e.left_at = Some(std::time::Instant::now());
+                }
+            });
+            tracing::info!(stream = %id, "publisher gone; reconnect window open");
+            let _ = done_tx.send(());
+        });
+        Ok(Publisher {
+            stream_id: rec.id,
+            events: tx,
+            cancel,
+        })
+    }
+}
+
+/// Consumes one publisher's events until it leaves or the stream is stopped.
+async fn run_publish(
+    app: &App,
+    id: &str,
+    mut rx: mpsc::Receiver<IngestEvent>,
+    cancel: CancellationToken,
+) -> Result<()> {
+    let sess = app.session(id);
+    let mut seg = {
+        let mut s = sess.lock().await;
+        let rec = app.stream(id)?;
+        s.take_segmenter(app, &rec)?
+    };
+    let mut first_run = true;
+    let result: Result<()> = async {
+        loop {
+            let ev = tokio::select! {
+                _ = cancel.cancelled() => break,
+                ev = rx.recv() => ev,
+            };
+            match ev {
+                None => break,
+                Some(IngestEvent::Tracks(tracks)) => {
+                    // A new connection continues the playlist after a discontinuity; a codec
+                    // change inside one connection gets a new init (the segmenter sees to that).
+                    let disc = first_run && seg.resume_point().next_sequence > 0;
+                    first_run = false;
+                    if let Err(e) = seg.begin_run(tracks, disc) {
+                        tracing::warn!(stream = %id, error = %e, "publisher's tracks refused");
+                    }
+                }
+                Some(IngestEvent::Frame(f)) => {
+                    if let Err(e) = seg.push(f) {
+                        tracing::debug!(stream = %id, error = %e, "frame refused");
+                    }
+                    commit_ready(app, id, &mut seg).await?;
+                }
+                Some(IngestEvent::Stats(v)) => app.with_live(|m| {
+                    if let Some(p) = m.get_mut(id).and_then(|e| e.publisher.as_mut()) {
+                        p.stats = v;
+                    }
+                }),
+            }
+        }
+        seg.flush();
+        commit_ready(app, id, &mut seg).await
+    }
+    .await;
+    let mut s = sess.lock().await;
+    if result.is_ok() {
+        s.put_segmenter(seg);
+    } else {
+        s.reset_segmenter();
+    }
+    result
+}
+
+/// Writes and commits whatever the segmenter has finished.
+async fn commit_ready(app: &App, id: &str, seg: &mut Segmenter) -> Result<()> {
+    let outs: Vec<Output> = std::iter::from_fn(|| seg.poll_output()).collect();
+    if outs.is_empty() {
+        return Ok(());
+    }
+    let store = app.store.clone();
+    let sid = id.to_string();
+    let mut packaged = tokio::task::spawn_blocking(move || -> Result<Packaged> {
+        let mut p = Packaged::default();
+        write_outputs(&store, &sid, outs, &mut p)?;
+        Ok(p)
+    })
+    .await??;
+    packaged.stamp_times(now_ms());
+    let n = packaged.segments.len() as u64;
+    let bytes: u64 = packaged.segments.iter().map(|s| s.size).sum();
+    let sess = app.session(id);
+    let _guard = sess.lock().await;
+    let mut rec = app.stream(id)?;
+    let mut commit = Commit::default();
+    packaged.into_commit(&mut rec, seg, &mut commit);
+    commit.streams.push(rec);
+    app.db.commit(commit).await?;
+    Metrics::inc(&app.metrics.segments_written_total, n);
+    Metrics::inc(&app.metrics.segment_bytes_total, bytes);
+    Ok(())
+}
+
+/// After a restart: streams that had a live publisher wait for it for one reconnect window.
+pub fn arm_after_restart(app: &App, ids: &[String]) {
+    app.with_live(|m| {
+        for id in ids {
+            m.insert(
+                id.clone(),
+                LiveEntry {
+                    publisher: None,
+                    left_at: Some(std::time::Instant::now()),
+                },
+            );
+        }
+    });
+}

@@ -1,0 +1,220 @@
+//! The repository over sled: streams, stream keys, segments, init segments, uploaded chunks and
+//! videos.
+//!
+//! Everything lives in one sled tree under typed key prefixes so that a multi-record change (an
+//! uploaded chunk's segments + the chunk's record + the stream's resume point) is one atomic
+//! `apply_batch`. sled only makes a write durable on flush (every 500 ms by default), so every
+//! mutating call here ends with `flush_async` before it returns: callers acknowledge to clients
+//! only after that.
+
+use crate::records::{ChunkRecord, InitRecord, SegmentRecord, StreamRecord, VideoRecord};
+use serde::{de::DeserializeOwned, Serialize};
+use std::path::Path;
+
+/// Errors of the state store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt record at key {key}: {source}")]
+    Corrupt {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot encode record: {0}")]
+    Encode(#[source] serde_json::Error),
+}
+
+pub type Result<T> = std::result::Result<T, DbError>;
+
+/// One atomic change: every record in it is written, or none is.
+#[derive(Default, Debug)]
+pub struct Commit {
+    pub streams: Vec<StreamRecord>,
+    pub segments: Vec<SegmentRecord>,
+    pub inits: Vec<InitRecord>,
+    pub chunks: Vec<ChunkRecord>,
+    pub videos: Vec<VideoRecord>,
+    /// Chunk records to remove (a pending chunk file that was consumed is re-written as committed,
+    /// so this is rarely needed).
+    pub remove_chunks: Vec<(String, u64)>,
+}
+
+/// The state store. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    db: sled::Db,
+    main: sled::Tree,
+}
+
+fn stream_key(id: &str) -> Vec<u8> {
+    format!("s/{id}").into_bytes()
+}
+fn key_key(stream_key: &str) -> Vec<u8> {
+    format!("k/{stream_key}").into_bytes()
+}
+fn user_key(user: &str, id: &str) -> Vec<u8> {
+    format!("u/{user}/{id}").into_bytes()
+}
+fn segment_key(stream: &str, seq: u64) -> Vec<u8> {
+    format!("g/{stream}/{seq:016x}").into_bytes()
+}
+fn init_key(stream: &str, id: u32) -> Vec<u8> {
+    format!("i/{stream}/{id:08x}").into_bytes()
+}
+fn chunk_key(stream: &str, seq: u64) -> Vec<u8> {
+    format!("c/{stream}/{seq:016x}").into_bytes()
+}
+fn video_key(id: &str) -> Vec<u8> {
+    format!("v/{id}").into_bytes()
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(DbError::Encode)
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], v: &[u8]) -> Result<T> {
+    serde_json::from_slice(v).map_err(|source| DbError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        source,
+    })
+}
+
+impl Db {
+    /// Opens (or creates) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let db = sled::Config::new().path(dir).open()?;
+        let main = db.open_tree("main")?;
+        Ok(Db { db, main })
+    }
+
+    /// A separate tree for a subsystem with its own record layout (the FilCDN pin queue).
+    pub fn tree(&self, name: &str) -> Result<sled::Tree> {
+        Ok(self.db.open_tree(name)?)
+    }
+
+    /// Makes everything written so far durable.
+    pub async fn flush(&self) -> Result<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Applies `c` atomically and flushes it to disk.
+    pub async fn commit(&self, c: Commit) -> Result<()> {
+        let mut b = sled::Batch::default();
+        for s in &c.streams {
+            b.insert(stream_key(&s.id), encode(s)?);
+            b.insert(key_key(&s.stream_key), s.id.as_bytes());
+            b.insert(user_key(&s.user_id, &s.id), &[][..]);
+        }
+        for s in &c.segments {
+            b.insert(segment_key(&s.stream_id, s.sequence), encode(s)?);
+        }
+        for i in &c.inits {
+            b.insert(init_key(&i.stream_id, i.init_id), encode(i)?);
+        }
+        for ch in &c.chunks {
+            b.insert(chunk_key(&ch.stream_id, ch.sequence), encode(ch)?);
+        }
+        for v in &c.videos {
+            b.insert(video_key(&v.id), encode(v)?);
+        }
+        for (s, seq) in &c.remove_chunks {
+            b.remove(chunk_key(s, *seq));
+        }
+        self.main.apply_batch(b)?;
+        self.flush().await
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        match self.main.get(key)? {
+            Some(v) => Ok(Some(decode(key, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<T>> {
+        self.main
+            .scan_prefix(prefix)
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    pub fn stream(&self, id: &str) -> Result<Option<StreamRecord>> {
+        self.get(&stream_key(id))
+    }
+
+    /// The stream a publisher's key belongs to.
+    pub fn stream_by_key(&self, stream_key: &str) -> Result<Option<StreamRecord>> {
+        match self.main.get(key_key(stream_key))? {
+            Some(id) => self.stream(&String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every stream of `user`, newest first.
+    pub fn streams_of_user(&self, user: &str) -> Result<Vec<StreamRecord>> {
+        let prefix = format!("u/{user}/");
+        let mut out = Vec::new();
+        for kv in self.main.scan_prefix(prefix.as_bytes()) {
+            let (k, _) = kv?;
+            let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            if let Some(s) = self.stream(&id)? {
+                out.push(s);
+            }
+        }
+        out.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then(b.id.cmp(&a.id)));
+        Ok(out)
+    }
+
+    /// Every stream not yet stopped (to resume sessions after a restart).
+    pub fn live_streams(&self) -> Result<Vec<StreamRecord>> {
+        Ok(self
+            .scan::<StreamRecord>(b"s/")?
+            .into_iter()
+            .filter(|s| s.is_live())
+            .collect())
+    }
+
+    /// The stream's segments in sequence order.
+    pub fn segments(&self, stream: &str) -> Result<Vec<SegmentRecord>> {
+        self.scan(format!("g/{stream}/").as_bytes())
+    }
+
+    pub fn segment(&self, stream: &str, seq: u64) -> Result<Option<SegmentRecord>> {
+        self.get(&segment_key(stream, seq))
+    }
+
+    pub fn inits(&self, stream: &str) -> Result<Vec<InitRecord>> {
+        self.scan(format!("i/{stream}/").as_bytes())
+    }
+
+    pub fn init(&self, stream: &str, id: u32) -> Result<Option<InitRecord>> {
+        self.get(&init_key(stream, id))
+    }
+
+    pub fn chunk(&self, stream: &str, seq: u64) -> Result<Option<ChunkRecord>> {
+        self.get(&chunk_key(stream, seq))
+    }
+
+    /// The stream's chunk records in sequence order.
+    pub fn chunks(&self, stream: &str) -> Result<Vec<ChunkRecord>> {
+        self.scan(format!("c/{stream}/").as_bytes())
+    }
+
+    pub fn video(&self, id: &str) -> Result<Option<VideoRecord>> {
+        self.get(&video_key(id))
+    }
+
+    /// Replaces one segment record (the pinner swapping in a CDN URL).
+    pub async fn put_segment(&self, s: &SegmentRecord) -> Result<()> {
+        self.main
+            .insert(segment_key(&s.stream_id, s.sequence), encode(s)?)?;
+        self.flush().await
+    }
+}
