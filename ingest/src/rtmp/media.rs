@@ -386,4 +386,180 @@ mod tests {
         assert_eq!(check_length_prefixed(&[0, 0, 0, 0], 4), Err(0));
         assert_eq!(check_length_prefixed(&[0, 1, 9], 2), Ok(()));
     }
+
+    const SPS_720P: &[u8] = &[
+        0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03,
+        0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x83, 0x19, 0x60,
+    ];
+    const SPS_1080P: &[u8] = &[
+        0x67, 0x42, 0xc0, 0x28, 0xd9, 0x00, 0x78, 0x02, 0x27, 0xe5, 0xc0, 0x44, 0x00, 0x00, 0x03,
+        0x00, 0x04, 0x00, 0x00, 0x03, 0x00, 0xf0, 0x3c, 0x60, 0xc9, 0x20,
+    ];
+
+    fn avc_header(sps: &[u8]) -> Bytes {
+        let mut b = vec![0x17, 0, 0, 0, 0, 1, sps[1], sps[2], sps[3], 0xff, 0xe1, 0];
+        b.push(sps.len() as u8);
+        b.extend_from_slice(sps);
+        b.extend_from_slice(&[1, 0, 4, 0x68, 0xeb, 0xe3, 0xcb]);
+        Bytes::from(b)
+    }
+
+    fn frame(key: bool, cts_ms: u8) -> Bytes {
+        Bytes::from(vec![
+            if key { 0x17 } else { 0x27 },
+            1,
+            0,
+            0,
+            cts_ms,
+            0,
+            0,
+            0,
+            1,
+            if key { 0x65 } else { 0x41 },
+        ])
+    }
+
+    const AAC_HEADER: &[u8] = &[0xaf, 0, 0x11, 0x90];
+    const AAC_FRAME: &[u8] = &[0xaf, 1, 0x21, 0x10];
+
+    fn kinds(out: &[IngestEvent]) -> String {
+        out.iter()
+            .map(|e| match e {
+                IngestEvent::Tracks(t) => format!("T{}", t.len()),
+                IngestEvent::Frame(f) if f.kind == TrackKind::Video => "V".into(),
+                IngestEvent::Frame(_) => "A".into(),
+                IngestEvent::Stats(_) => "S".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn video_only_starts_after_a_keyframe_and_one_second() {
+        let mut m = MediaAssembler::new();
+        let mut out = Vec::new();
+        m.video(0, &avc_header(SPS_720P), &mut out).unwrap();
+        // A non-keyframe before the first keyframe is undecodable: dropped.
+        m.video(0, &frame(false, 0), &mut out).unwrap();
+        for i in 0..30u32 {
+            m.video(100 + i * 33, &frame(i == 0, 0), &mut out).unwrap();
+        }
+        assert!(out.is_empty(), "still waiting for audio");
+        m.video(1100, &frame(false, 0), &mut out).unwrap();
+        assert_eq!(kinds(&out), format!("T1{}", "V".repeat(31)));
+        match &out[1] {
+            IngestEvent::Frame(f) => assert_eq!((f.dts, f.keyframe), (9000, true)),
+            e => panic!("{e:?}"),
+        }
+        // AAC arrives late: the tracks are announced again, with audio.
+        out.clear();
+        m.audio(1120, &Bytes::from_static(AAC_HEADER), &mut out)
+            .unwrap();
+        m.audio(1120, &Bytes::from_static(AAC_FRAME), &mut out)
+            .unwrap();
+        assert_eq!(kinds(&out), "T2A");
+    }
+
+    #[test]
+    fn metadata_without_audio_starts_at_once() {
+        let mut m = MediaAssembler::new();
+        m.set_announced(Announced {
+            has_video: Some(true),
+            has_audio: Some(false),
+        });
+        let mut out = Vec::new();
+        m.video(0, &avc_header(SPS_720P), &mut out).unwrap();
+        assert_eq!(kinds(&out), "T1");
+        m.video(0, &frame(true, 0), &mut out).unwrap();
+        assert_eq!(kinds(&out), "T1V");
+    }
+
+    #[test]
+    fn both_headers_start_at_once_and_a_changed_avc_config_reannounces() {
+        let mut m = MediaAssembler::new();
+        let mut out = Vec::new();
+        m.video(0, &avc_header(SPS_720P), &mut out).unwrap();
+        m.audio(0, &Bytes::from_static(AAC_HEADER), &mut out)
+            .unwrap();
+        assert_eq!(kinds(&out), "T2");
+        m.video(0, &frame(true, 67), &mut out).unwrap();
+        // The same header again (encoders repeat it): nothing.
+        m.video(33, &avc_header(SPS_720P), &mut out).unwrap();
+        assert_eq!(kinds(&out), "T2V");
+        // A new resolution mid-stream: new tracks, then frames from the next keyframe on.
+        m.video(66, &avc_header(SPS_1080P), &mut out).unwrap();
+        m.video(66, &frame(false, 0), &mut out).unwrap();
+        m.video(100, &frame(true, 0), &mut out).unwrap();
+        assert_eq!(kinds(&out), "T2VT2V");
+        match &out[2] {
+            IngestEvent::Tracks(t) => assert!(matches!(
+                t[0].codec,
+                Codec::H264 {
+                    width: 1920,
+                    height: 1080,
+                    ..
+                }
+            )),
+            e => panic!("{e:?}"),
+        }
+        match &out[1] {
+            IngestEvent::Frame(f) => assert_eq!(f.cts_offset, 67 * 90),
+            e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn audio_advances_1024_per_frame_and_reanchors_after_a_gap() {
+        let mut m = MediaAssembler::new();
+        m.set_announced(Announced {
+            has_video: Some(false),
+            has_audio: Some(true),
+        });
+        let mut out = Vec::new();
+        m.audio(1000, &Bytes::from_static(AAC_HEADER), &mut out)
+            .unwrap();
+        // 21.33 ms frames with ms rounding jitter: 1000, 1021, 1043, 1064, 1085 …
+        for i in 0..10u32 {
+            let ms = 1000 + (f64::from(i) * 1024.0 * 1000.0 / 48000.0).round() as u32;
+            m.audio(ms, &Bytes::from_static(AAC_FRAME), &mut out)
+                .unwrap();
+        }
+        // A 500 ms gap in the source.
+        m.audio(1713, &Bytes::from_static(AAC_FRAME), &mut out)
+            .unwrap();
+        let dts: Vec<i64> = out
+            .iter()
+            .filter_map(|e| match e {
+                IngestEvent::Frame(f) => Some(f.dts),
+                _ => None,
+            })
+            .collect();
+        let expected: Vec<i64> = (0..10).map(|i| 48_000 + i * 1024).collect();
+        assert_eq!(&dts[..10], &expected[..]);
+        assert_eq!(dts[10], 1713 * 48);
+    }
+
+    #[test]
+    fn video_timestamps_continue_across_the_32_bit_wrap() {
+        let mut m = MediaAssembler::new();
+        m.set_announced(Announced {
+            has_video: Some(true),
+            has_audio: Some(false),
+        });
+        let mut out = Vec::new();
+        let start = u32::MAX - 40;
+        m.video(start, &avc_header(SPS_720P), &mut out).unwrap();
+        for i in 0..4u32 {
+            m.video(start.wrapping_add(i * 33), &frame(i == 0, 0), &mut out)
+                .unwrap();
+        }
+        let dts: Vec<i64> = out
+            .iter()
+            .filter_map(|e| match e {
+                IngestEvent::Frame(f) => Some(f.dts),
+                _ => None,
+            })
+            .collect();
+        let base = i64::from(start) * 90;
+        assert_eq!(dts, vec![base, base + 2970, base + 5940, base + 8910]);
+    }
 }
