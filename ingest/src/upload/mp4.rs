@@ -98,13 +98,13 @@ pub fn index_mp4<R: Read + Seek>(r: &mut R) -> Result<Mp4Index, DemuxError> {
 }
 
 /// A selected track while the file is read.
-struct TrackBuild {
-    track: Track,
-    track_id: u32,
+pub(crate) struct TrackBuild {
+    pub track: Track,
+    pub track_id: u32,
     /// Edit-list shift (see the module docs), in the track timescale.
-    shift: i64,
-    samples: Vec<SampleRef>,
-    next_dts: u64,
+    pub shift: i64,
+    pub samples: Vec<SampleRef>,
+    pub next_dts: u64,
 }
 
 /// Indexes `r` (positioned anywhere; it is seeked) under explicit limits.
@@ -235,13 +235,15 @@ pub fn index_mp4_with_limits<R: Read + Seek>(
 }
 
 /// What `moov` told us.
-struct Movie {
-    tracks: Vec<TrackBuild>,
-    trex: Vec<Trex>,
-    skipped: Vec<String>,
+pub(crate) struct Movie {
+    pub tracks: Vec<TrackBuild>,
+    pub trex: Vec<Trex>,
+    pub skipped: Vec<String>,
+    /// Audio/video sample entries whose codec storef does not carry.
+    pub unsupported: Vec<String>,
 }
 
-fn read_moov(
+pub(crate) fn read_moov(
     moov: &RawBox<'_>,
     file_len: u64,
     limits: &Limits,
@@ -271,7 +273,7 @@ fn read_moov(
 
     let mut tracks: Vec<TrackBuild> = Vec::new();
     let mut skipped = Vec::new();
-    let mut first_unsupported = None;
+    let mut unsupported: Vec<String> = Vec::new();
     for trak in &traks {
         let mdia = require_child(trak, b"mdia", "trak")?;
         let hdlr: Hdlr = require_child(&mdia, b"hdlr", "mdia")?.decode()?;
@@ -291,7 +293,7 @@ fn read_moov(
                 continue;
             }
             EntryCodec::Unsupported(name) => {
-                first_unsupported.get_or_insert_with(|| name.clone());
+                unsupported.push(name.clone());
                 skipped.push(name);
                 continue;
             }
@@ -336,8 +338,10 @@ fn read_moov(
         });
     }
     if tracks.is_empty() {
-        return Err(match first_unsupported {
-            Some(fourcc) => DemuxError::UnsupportedCodec { fourcc },
+        return Err(match unsupported.first() {
+            Some(fourcc) => DemuxError::UnsupportedCodec {
+                fourcc: fourcc.clone(),
+            },
             None => DemuxError::NoMediaTracks,
         });
     }
@@ -346,6 +350,7 @@ fn read_moov(
         tracks,
         trex,
         skipped,
+        unsupported,
     })
 }
 
@@ -421,7 +426,7 @@ fn finish(movie: Movie, limits: &Limits) -> Mp4Index {
 }
 
 /// Interleaves two tracks by decode time without reordering either.
-fn merge(a: Vec<SampleRef>, ts_a: u32, b: Vec<SampleRef>, ts_b: u32) -> Vec<SampleRef> {
+pub(crate) fn merge(a: Vec<SampleRef>, ts_a: u32, b: Vec<SampleRef>, ts_b: u32) -> Vec<SampleRef> {
     let mut out = Vec::with_capacity(a.len() + b.len());
     let (mut ia, mut ib) = (a.into_iter().peekable(), b.into_iter().peekable());
     loop {
