@@ -29,6 +29,10 @@ pub enum ChunkDeserializationError {
         expected: u32,
     },
 
+    /// storef patch 1: incomplete messages hold more than the per-connection bound.
+    #[error("chunk stream {csid}: {bytes} bytes of incomplete messages buffered")]
+    TooManyPartialBytes { csid: u32, bytes: usize },
+
     /// An I/O error occurred while reading the input buffer
     #[error("{0}")]
     Io(#[from] io::Error),

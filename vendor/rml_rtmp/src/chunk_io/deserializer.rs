@@ -29,11 +29,14 @@ pub struct ChunkDeserializer {
     // chunks of different chunk streams may interleave (RTMP spec 5.3.1) and a new header on one
     // chunk stream can never be mistaken for the continuation of another's message.
     partial_payloads: HashMap<u32, BytesMut>,
+    // storef patch 1: bytes held in `partial_payloads`, bounded by MAX_PARTIAL_BYTES.
+    partial_bytes: usize,
 }
 
-/// storef patch 1: never reserve more than this up front for a message that has not arrived yet:
-/// a peer announcing 16 MiB messages on thousands of chunk streams must not make us allocate them.
-const MAX_UP_FRONT_RESERVATION: usize = 64 * 1024;
+/// storef patch 1: the most message bytes held for incomplete messages across all chunk streams
+/// of one connection.  A peer that starts 16 MiB messages on thousands of chunk streams and never
+/// finishes them gets an error instead of our memory.  A 4K keyframe is a few MiB.
+const MAX_PARTIAL_BYTES: usize = 64 * 1024 * 1024;
 
 enum ParsedValue<T> {
     NotEnoughBytes,
@@ -72,6 +75,7 @@ impl ChunkDeserializer {
             current_payload: MessagePayload::new(),
             current_payload_data: BytesMut::new(),
             partial_payloads: HashMap::new(),
+            partial_bytes: 0,
         }
     }
 
@@ -234,6 +238,7 @@ impl ChunkDeserializer {
         // storef patch 1: pick up this chunk stream's partial message (if any).  A type 0, 1 or 2
         // header starts a new message, so it must not arrive while one is still incomplete.
         self.current_payload_data = self.partial_payloads.remove(&csid).unwrap_or_default();
+        self.partial_bytes -= self.current_payload_data.len();
         if self.current_header_format != ChunkHeaderFormat::Empty
             && !self.current_payload_data.is_empty()
         {
@@ -423,12 +428,8 @@ impl ChunkDeserializer {
         self.current_payload.type_id = self.current_header.message_type_id;
         self.current_payload.message_stream_id = self.current_header.message_stream_id;
 
-        // Make sure the we have enough capacity for the whole message data, up to a bound.
-        let wanted = min(remaining_bytes, MAX_UP_FRONT_RESERVATION);
-        if wanted > self.current_payload_data.capacity() - current_payload_length {
-            self.current_payload_data.reserve(wanted);
-        }
-
+        // No up-front reservation for the whole message (upstream reserved the announced length,
+        // up to 16 MiB per chunk stream, before the bytes arrived); the buffer grows as they do.
         let bytes = self.buffer.split_to(length);
         self.current_payload_data.extend_from_slice(&bytes[..]);
 
@@ -443,6 +444,13 @@ impl ChunkDeserializer {
             *message_to_return = Some(payload)
         } else {
             let data = mem::replace(&mut self.current_payload_data, BytesMut::new());
+            self.partial_bytes += data.len();
+            if self.partial_bytes > MAX_PARTIAL_BYTES {
+                return Err(ChunkDeserializationError::TooManyPartialBytes {
+                    csid,
+                    bytes: self.partial_bytes,
+                });
+            }
             self.partial_payloads.insert(csid, data);
         }
 
@@ -1268,5 +1276,28 @@ mod tests {
         assert_eq!(first.timestamp, RtmpTimestamp::new(0x0100_0000));
         let second = deserializer.get_next_message(&[]).unwrap().unwrap();
         assert_eq!(&second.data[..], &[0xBB][..]);
+    }
+
+    #[test]
+    fn storef_unfinished_messages_on_many_chunk_streams_are_bounded() {
+        let mut deserializer = ChunkDeserializer::new();
+        deserializer.set_max_chunk_size(65536).unwrap();
+        let mut result = Ok(None);
+        // 16 MiB messages, 64 KiB of each, on chunk stream after chunk stream.
+        for n in 0..2000u32 {
+            // Type 0 header, 3-byte chunk stream id form (csid = 64 + n), timestamp 0,
+            // length 0xFFFFFF, video, message stream 1.
+            let mut bytes = vec![0x01, (n & 0xff) as u8, (n >> 8) as u8, 0, 0, 0];
+            bytes.extend_from_slice(&[0xff, 0xff, 0xff, 9, 1, 0, 0, 0]);
+            bytes.extend_from_slice(&[0u8; 65536]);
+            result = deserializer.get_next_message(&bytes);
+            if result.is_err() {
+                break;
+            }
+        }
+        match result {
+            Err(ChunkDeserializationError::TooManyPartialBytes { .. }) => (),
+            x => panic!("unexpected {:?}", x.map(|m| m.is_some())),
+        }
     }
 }
