@@ -135,6 +135,9 @@ pub struct ContinuationDemuxer {
 /// Largest unfinished box/element kept between chunks (a moof with its samples, a block).
 pub const MAX_PENDING: usize = 64 << 20;
 
+/// Most samples one `moof` may describe (a MediaRecorder fragment holds about a second).
+pub const MAX_FRAGMENT_SAMPLES: usize = 100_000;
+
 const CARRY_MAGIC: &[u8; 8] = b"STFCARY1";
 
 impl ContinuationDemuxer {
@@ -569,8 +572,13 @@ impl Fmp4Stream {
                     out: None,
                 }),
         );
+        // One fragment holds a few seconds; and no more samples than there are bytes.
+        let limits = Limits {
+            max_samples: MAX_FRAGMENT_SAMPLES.min(buf.len()),
+            ..limits.clone()
+        };
         let mut budget = limits.max_samples;
-        match expand_moof(moof, &mut frag, end, limits, &mut budget) {
+        match expand_moof(moof, &mut frag, end, &limits, &mut budget) {
             Ok(()) => {}
             Err(DemuxError::Truncated { .. }) => return Ok(None),
             Err(e) => return Err(e),

@@ -40,6 +40,7 @@ use std::io::{Read, Seek, SeekFrom};
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Samples over all tracks (4 M ≈ 10 h of 60 fps video plus 48 kHz AAC); each costs 32 bytes.
+    /// Never more than the file has bytes.
     pub max_samples: usize,
     /// Largest single sample.
     pub max_sample_size: u32,
@@ -118,6 +119,14 @@ pub fn index_mp4_with_limits<R: Read + Seek>(
             reason: "empty input".into(),
         });
     }
+    // Every real sample has at least one byte of its own, so a file cannot hold more samples
+    // than bytes: that bounds what a tiny hostile file can make us allocate.
+    let limits = &Limits {
+        max_samples: limits
+            .max_samples
+            .min(usize::try_from(file_len).unwrap_or(usize::MAX)),
+        ..limits.clone()
+    };
     let mut budget = limits.max_samples;
     let mut pos = 0u64;
     let mut movie: Option<Movie> = None;
