@@ -31,7 +31,8 @@ struct Args {
 fn usage() -> ! {
     eprintln!(
         "usage: rtmp_load --url rtmp://HOST:PORT/APP --flv FILE (--keys K1,K2 | --count N [--key-prefix P])\n\
-         \x20                [--loops N] [--ramp-ms MS] [--behind-ms MS] [--json]"
+         \x20                [--loops N] [--ramp-ms MS] [--behind-ms MS] [--json]\n\
+         \x20      rtmp_load --serve HOST:PORT"
     );
     std::process::exit(2)
 }
@@ -186,8 +187,59 @@ fn is_sequence_header(tag: &FileTag) -> bool {
     }
 }
 
+/// Accepts every key; counts and drops the media.
+struct SinkGate;
+
+impl ingest::publish::PublishGate for SinkGate {
+    fn start_publish(
+        &self,
+        key: &str,
+        info: ingest::publish::PublisherInfo,
+    ) -> Result<ingest::publish::Publisher, ingest::publish::Refusal> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+        let key = key.to_string();
+        tokio::spawn(async move {
+            let (mut frames, mut bytes) = (0u64, 0u64);
+            while let Some(e) = rx.recv().await {
+                if let ingest::publish::IngestEvent::Frame(f) = e {
+                    frames += 1;
+                    bytes += f.data.len() as u64;
+                }
+            }
+            println!("{key}\t{:?}\t{frames} frames\t{bytes} bytes", info.remote);
+        });
+        Ok(ingest::publish::Publisher {
+            stream_id: String::new(),
+            events: tx,
+            cancel: tokio_util::sync::CancellationToken::new(),
+        })
+    }
+}
+
+async fn sink_server(addr: &str) -> ! {
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{addr}: {e}");
+            std::process::exit(2)
+        }
+    };
+    let r = ingest::rtmp::serve(
+        listener,
+        std::sync::Arc::new(SinkGate),
+        ingest::rtmp::RtmpConfig::default(),
+    )
+    .await;
+    eprintln!("serve ended: {r:?}");
+    std::process::exit(1)
+}
+
 #[tokio::main]
 async fn main() {
+    let mut argv = std::env::args().skip(1);
+    if argv.next().as_deref() == Some("--serve") {
+        sink_server(&argv.next().unwrap_or_else(|| usage())).await;
+    }
     let args = parse_args();
     let Some((host, app)) = parse_url(&args.url) else {
         usage()
