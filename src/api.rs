@@ -36,7 +36,10 @@ impl ApiError {
     /// A server-side failure: logged in full, answered without internals.
     pub fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "internal error");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {e}"))
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error: {e}"),
+        )
     }
 
     fn not_found(what: &str) -> Self {
@@ -66,7 +69,8 @@ type ApiResult<T> = Result<T, ApiError>;
 pub fn router(app: App) -> Router {
     let cors = cors_layer(&app.cfg.http.cors_origins);
     let upload_limit = DefaultBodyLimit::max(
-        usize::try_from(app.cfg.upload.max_chunk_bytes.saturating_add(1 << 20)).unwrap_or(usize::MAX),
+        usize::try_from(app.cfg.upload.max_chunk_bytes.saturating_add(1 << 20))
+            .unwrap_or(usize::MAX),
     );
     Router::new()
         .route("/api/streams/start", post(start))
@@ -79,7 +83,10 @@ pub fn router(app: App) -> Router {
         )
         .route("/api/streams/{id}/live.m3u8", get(live_playlist))
         .route("/api/streams/{id}/init/{file}", get(files::init_file))
-        .route("/api/streams/{id}/segments/{file}", get(files::segment_file))
+        .route(
+            "/api/streams/{id}/segments/{file}",
+            get(files::segment_file),
+        )
         .route("/api/videos/{id}", get(video))
         .route("/api/videos/{id}/index.m3u8", get(vod_playlist))
         .route("/api/videos/{id}/video.mp4", get(files::video_file))
@@ -175,7 +182,9 @@ fn public_stream(app: &App, id: &str) -> ApiResult<StreamRecord> {
             format!("invalid stream id {id:?}: expected 24 lowercase hex characters"),
         ));
     }
-    app.db.stream(id)?.ok_or_else(|| ApiError::not_found("stream"))
+    app.db
+        .stream(id)?
+        .ok_or_else(|| ApiError::not_found("stream"))
 }
 
 /// `http(s)://host[:port]` for URLs handed out: the configured public URL, else the request's
@@ -332,7 +341,9 @@ async fn stop_handler(
             format!("stream {id} is already stopped"),
         ));
     }
-    let video = stop::stop_stream(&app, &id).await.map_err(ApiError::internal)?;
+    let video = stop::stop_stream(&app, &id)
+        .await
+        .map_err(ApiError::internal)?;
     let base = base_url(&app, &headers);
     Ok(Json(json!({
         "success": true,
@@ -400,7 +411,9 @@ async fn status(
     let user = user(&app, &headers)?;
     let rec = owned_stream(&app, &id, &user)?;
     let base = base_url(&app, &headers);
-    Ok(Json(json!({"success": true, "stream": stream_json(&app, &base, &rec)?})))
+    Ok(Json(
+        json!({"success": true, "stream": stream_json(&app, &base, &rec)?}),
+    ))
 }
 
 async fn list(State(app): State<App>, headers: HeaderMap) -> ApiResult<Json<Value>> {
@@ -484,7 +497,9 @@ fn find_video(app: &App, id: &str) -> ApiResult<storage::VideoRecord> {
             format!("invalid video id {id:?}: expected 24 lowercase hex characters"),
         ));
     }
-    app.db.video(id)?.ok_or_else(|| ApiError::not_found("video"))
+    app.db
+        .video(id)?
+        .ok_or_else(|| ApiError::not_found("video"))
 }
 
 async fn video(

@@ -115,7 +115,11 @@ impl App {
 
     /// The protocol of the stream's connected publisher.
     pub fn publisher_protocol(&self, id: &str) -> Option<&'static str> {
-        self.with_live(|m| m.get(id).and_then(|e| e.publisher.as_ref()).map(|p| p.protocol))
+        self.with_live(|m| {
+            m.get(id)
+                .and_then(|e| e.publisher.as_ref())
+                .map(|p| p.protocol)
+        })
     }
 
     /// The publisher part of the stream status.
@@ -209,7 +213,12 @@ pub fn write_outputs(
                     .with_context(|| format!("writing {path}"))?;
                 let (mut width, mut height) = (0, 0);
                 for t in &init.tracks {
-                    if let packager::Codec::H264 { width: w, height: h, .. } = &t.codec {
+                    if let packager::Codec::H264 {
+                        width: w,
+                        height: h,
+                        ..
+                    } = &t.codec
+                    {
                         width = u32::from(*w);
                         height = u32::from(*h);
                     }

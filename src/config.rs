@@ -172,11 +172,10 @@ impl Config {
             },
         };
         let vars: Vec<(String, String)> = std::env::vars().collect();
-        let cfg = Self::from_parts(&text, &vars)
-            .with_context(|| match &from {
-                Some(p) => format!("in {}", p.display()),
-                None => "in the environment".into(),
-            })?;
+        let cfg = Self::from_parts(&text, &vars).with_context(|| match &from {
+            Some(p) => format!("in {}", p.display()),
+            None => "in the environment".into(),
+        })?;
         Ok((cfg, from))
     }
 

@@ -85,7 +85,10 @@ fn parse_range(h: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
             (len.saturating_sub(n), len - 1)
         }
         (a, "") => (a.parse().ok()?, len.saturating_sub(1)),
-        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(len.saturating_sub(1))),
+        (a, b) => (
+            a.parse().ok()?,
+            b.parse::<u64>().ok()?.min(len.saturating_sub(1)),
+        ),
     };
     if r.0 > r.1 || r.0 >= len {
         return Some(Err(()));
@@ -93,7 +96,12 @@ fn parse_range(h: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
     Some(Ok(r))
 }
 
-async fn serve(app: &App, rel: &str, ctype: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
+async fn serve(
+    app: &App,
+    rel: &str,
+    ctype: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let path = app.store.path(rel).map_err(ApiError::internal)?;
     let mut f = match tokio::fs::File::open(&path).await {
         Ok(f) => f,

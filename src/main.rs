@@ -135,7 +135,11 @@ async fn serve(cfg: config::Config, from: Option<PathBuf>) -> Result<()> {
     let db_dir = cfg.storage.data_dir.join("db");
     let db = storage::Db::open(&db_dir)
         .with_context(|| format!("opening the database in {}", db_dir.display()))?;
-    let app = app::App::new(cfg.clone(), db, auth::Auth::new(&secret, cfg.auth.leeway_secs));
+    let app = app::App::new(
+        cfg.clone(),
+        db,
+        auth::Auth::new(&secret, cfg.auth.leeway_secs),
+    );
 
     // Streams that were live when the server went down stay live; their gaps and reconnect
     // windows start again from now.

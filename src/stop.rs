@@ -59,12 +59,16 @@ pub async fn stop_stream(app: &App, id: &str) -> Result<VideoRecord> {
         tokio::task::spawn_blocking(move || -> Result<(u64, f64)> {
             let mut b = VodBuilder::new();
             for i in &inits {
-                let data = store.read(&i.path).with_context(|| format!("reading {}", i.path))?;
+                let data = store
+                    .read(&i.path)
+                    .with_context(|| format!("reading {}", i.path))?;
                 b.add_init(i.init_id, &data)
                     .with_context(|| format!("init {}", i.init_id))?;
             }
             for s in &segments {
-                let data = store.read(&s.path).with_context(|| format!("reading {}", s.path))?;
+                let data = store
+                    .read(&s.path)
+                    .with_context(|| format!("reading {}", s.path))?;
                 b.add_segment(s.init_id, &data)
                     .with_context(|| format!("segment {}", s.sequence))?;
             }
@@ -121,7 +125,9 @@ fn write_vod(
     let mut buf = vec![0u8; 1 << 16];
     for &(idx, off, len) in &layout.ranges {
         if open.as_ref().map(|o| o.0) != Some(idx) {
-            let s = segments.get(idx).context("range names an unknown segment")?;
+            let s = segments
+                .get(idx)
+                .context("range names an unknown segment")?;
             open = Some((idx, std::fs::File::open(store.path(&s.path)?)?));
         }
         let Some((_, f)) = open.as_mut() else {

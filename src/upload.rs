@@ -76,7 +76,8 @@ pub async fn receive(app: &App, mp: &mut Multipart) -> Result<Staged, ApiError> 
     }
     let (path, size, sha256) =
         file.ok_or_else(|| bad("missing field `video_chunk` (the MP4 chunk file)"))?;
-    let sequence = sequence.ok_or_else(|| bad("missing field `sequence` (an integer, first chunk 0)"))?;
+    let sequence =
+        sequence.ok_or_else(|| bad("missing field `sequence` (an integer, first chunk 0)"))?;
     guard.0 = None;
     if size == 0 {
         let _ = std::fs::remove_file(&path);
@@ -125,6 +126,15 @@ async fn stream_to_disk(
         };
         size += chunk.len() as u64;
         if size > limit {
+            // Read (and discard) a bounded remainder so the client, still sending, gets to read
+            // this answer instead of a reset connection.
+            let mut extra = 0u64;
+            while let Ok(Some(c)) = field.chunk().await {
+                extra += c.len() as u64;
+                if extra > 16 << 20 {
+                    break;
+                }
+            }
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("video_chunk is larger than the limit of {limit} bytes"),
@@ -146,7 +156,9 @@ pub fn demux_error(e: DemuxError) -> ApiError {
         ),
         DemuxError::UnsupportedCodec { fourcc } => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("unsupported codec {fourcc}: storef ingests H.264 video with AAC or Opus audio"),
+            format!(
+                "unsupported codec {fourcc}: storef ingests H.264 video with AAC or Opus audio"
+            ),
         ),
         DemuxError::NoMediaTracks => bad("video_chunk has no audio or video track"),
         DemuxError::Io(e) => ApiError::internal(e),
@@ -167,11 +179,7 @@ pub async fn validate(path: &Path) -> Result<(), ApiError> {
 }
 
 /// Handles a validated chunk for a live stream whose session lock the caller holds.
-pub async fn accept(
-    app: &App,
-    sess: &mut Session,
-    staged: Staged,
-) -> Result<Value, ApiError> {
+pub async fn accept(app: &App, sess: &mut Session, staged: Staged) -> Result<Value, ApiError> {
     let rec = app.stream(&sess.id).map_err(ApiError::internal)?;
     if !rec.is_live() {
         return Err(ApiError::new(
@@ -209,7 +217,10 @@ pub async fn accept(
     if seq < rec.next_chunk {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            format!("chunk {seq} is before the stream's current position {}", rec.next_chunk),
+            format!(
+                "chunk {seq} is before the stream's current position {}",
+                rec.next_chunk
+            ),
         ));
     }
     let chunk = ChunkRecord {
@@ -296,9 +307,8 @@ async fn package_chunk(
     let dropped_before = seg.dropped_frames();
     let res = tokio::task::spawn_blocking(move || {
         let r = (|| -> Result<Packaged, ApiError> {
-            let mut f = std::io::BufReader::new(
-                std::fs::File::open(&path).map_err(ApiError::internal)?,
-            );
+            let mut f =
+                std::io::BufReader::new(std::fs::File::open(&path).map_err(ApiError::internal)?);
             let index = ingest::upload::index_mp4(&mut f).map_err(demux_error)?;
             seg.begin_run(index.tracks.clone(), discontinuity)
                 .map_err(|e| bad(format!("cannot package chunk: {e}")))?;
@@ -441,7 +451,10 @@ pub async fn skip_gap(app: &App, sess: &mut Session) -> anyhow::Result<()> {
     let mut rec2 = rec.clone();
     rec2.next_chunk = first_pending;
     commit.streams.push(rec2);
-    app.db.commit(commit).await.context("recording skipped chunks")?;
+    app.db
+        .commit(commit)
+        .await
+        .context("recording skipped chunks")?;
     Metrics::inc(&app.metrics.chunks_skipped_total, skipped);
     tracing::warn!(stream = %rec.id, from = rec.next_chunk, to = first_pending - 1, "gap timeout: skipping missing chunks");
     sess.gap_since = None;

@@ -28,7 +28,11 @@ async fn seed_session_end_to_end() {
         .arg(&clip)
         .args(["-ss", "13.5", "-t", "2", "-c", "copy", "-copyinkf"])
         .arg(&tail));
-    let all: Vec<&Path> = chunks.iter().map(|p| p.as_path()).chain([tail.as_path()]).collect();
+    let all: Vec<&Path> = chunks
+        .iter()
+        .map(|p| p.as_path())
+        .chain([tail.as_path()])
+        .collect();
 
     let s = Server::start(&[]);
     let tok = token("684688c353e543e031f3b018", 3600);
@@ -36,7 +40,9 @@ async fn seed_session_end_to_end() {
     let id = started["streamId"].as_str().unwrap().to_string();
     assert_eq!(started["success"], true);
     assert_eq!(id.len(), 24);
-    assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert!(id
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
     assert!(started["streamKey"].as_str().unwrap().len() >= 32);
     assert_eq!(
         started["playbackUrl"],
@@ -69,7 +75,10 @@ async fn seed_session_end_to_end() {
         seen_segments = n;
     }
     assert!(dropped > 0, "the mid-GOP chunk must report dropped frames");
-    assert!(dropped < 30, "at most one GOP is undecodable, dropped {dropped}");
+    assert!(
+        dropped < 30,
+        "at most one GOP is undecodable, dropped {dropped}"
+    );
 
     // (ffmpeg reads a live EVENT playlist from its last three segments and then polls for more, so
     // the complete read-back happens once the stream is stopped and the playlist ends.)
@@ -85,11 +94,17 @@ async fn seed_session_end_to_end() {
     assert_eq!(r.status(), 200);
     let stop: serde_json::Value = r.json().await.unwrap();
     assert_eq!(stop["success"], true);
-    assert_eq!(stop["message"], "Stream finalized successfully. VOD created.");
+    assert_eq!(
+        stop["message"],
+        "Stream finalized successfully. VOD created."
+    );
     let video_id = stop["videoId"].as_str().unwrap();
     assert_eq!(video_id.len(), 24);
     let video_url = stop["videoUrl"].as_str().unwrap();
-    assert_eq!(video_url, s.url(&format!("/api/videos/{video_id}/video.mp4")));
+    assert_eq!(
+        video_url,
+        s.url(&format!("/api/videos/{video_id}/video.mp4"))
+    );
 
     // After stop: a complete VOD-type playlist.
     let (_, text) = get_text(&playlist_url).await;
@@ -102,32 +117,55 @@ async fn seed_session_end_to_end() {
         .parse()
         .unwrap();
     let longest = entries.iter().map(|e| e.0).fold(0.0, f64::max);
-    assert_eq!(target, longest.ceil(), "TARGETDURATION = ceil(longest EXTINF)");
+    assert_eq!(
+        target,
+        longest.ceil(),
+        "TARGETDURATION = ceil(longest EXTINF)"
+    );
 
     // Frame count, full decode, keyframe at every segment start.
     assert_eq!(count_packets(p, "v:0"), uploaded_video - dropped);
     assert!(count_packets(p, "a:0") > 0, "audio present");
     run(ffmpeg().args(["-xerror", "-i", p, "-f", "null", "-"]));
-    let init = download(&s.url(&format!("/api/streams/{id}/{}", entries[0].3)), &dir.path().join("init.mp4")).await;
+    let init = download(
+        &s.url(&format!("/api/streams/{id}/{}", entries[0].3)),
+        &dir.path().join("init.mp4"),
+    )
+    .await;
     for (k, (extinf, uri, _, map)) in entries.iter().enumerate() {
         let init_bytes = if *map == entries[0].3 {
             init.clone()
         } else {
-            download(&s.url(&format!("/api/streams/{id}/{map}")), &dir.path().join("i.mp4")).await
+            download(
+                &s.url(&format!("/api/streams/{id}/{map}")),
+                &dir.path().join("i.mp4"),
+            )
+            .await
         };
-        let seg = download(&s.url(&format!("/api/streams/{id}/{uri}")), &dir.path().join("s.m4s")).await;
+        let seg = download(
+            &s.url(&format!("/api/streams/{id}/{uri}")),
+            &dir.path().join("s.m4s"),
+        )
+        .await;
         let one = dir.path().join(format!("seg{k}.mp4"));
         std::fs::write(&one, [init_bytes, seg].concat()).unwrap();
         let pk = packets(one.to_str().unwrap(), "v:0");
         assert!(!pk.is_empty(), "segment {k} has video");
         assert!(pk[0].1, "segment {k} ({uri}) must start with a keyframe");
         let span = pk.len() as f64 * FRAME;
-        assert!((span - extinf).abs() <= FRAME + 1e-3, "segment {k}: EXTINF {extinf} vs {} frames", pk.len());
+        assert!(
+            (span - extinf).abs() <= FRAME + 1e-3,
+            "segment {k}: EXTINF {extinf} vs {} frames",
+            pk.len()
+        );
     }
     // Durations: the playlist covers exactly the frames kept.
     let total: f64 = entries.iter().map(|e| e.0).sum();
     let expected = (uploaded_video - dropped) as f64 * FRAME;
-    assert!((total - expected).abs() <= FRAME, "playlist {total}s vs frames {expected}s");
+    assert!(
+        (total - expected).abs() <= FRAME,
+        "playlist {total}s vs frames {expected}s"
+    );
 
     // A/V start together.
     let streams = ffprobe_json(p, &["-show_entries", "stream=codec_type,start_time"]);

@@ -167,7 +167,13 @@ pub async fn upload(s: &Server, tok: &str, id: &str, seq: &str, file: &Path) -> 
     upload_bytes(s, tok, id, seq, bytes).await
 }
 
-pub async fn upload_bytes(s: &Server, tok: &str, id: &str, seq: &str, bytes: Vec<u8>) -> (u16, Value) {
+pub async fn upload_bytes(
+    s: &Server,
+    tok: &str,
+    id: &str,
+    seq: &str,
+    bytes: Vec<u8>,
+) -> (u16, Value) {
     let form = reqwest::multipart::Form::new()
         .text("sequence", seq.to_string())
         .part(
@@ -192,7 +198,9 @@ pub async fn get_text(url: &str) -> (u16, String) {
 
 /// Runs a command, panicking with its stderr when it fails.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}",
@@ -210,13 +218,34 @@ pub fn ffmpeg() -> Command {
 /// A generated H.264 (High, B-frames, 1 s GOP at 30 fps) + AAC (48 kHz) clip.
 pub fn make_clip(dir: &Path, name: &str, secs: u32) -> PathBuf {
     let out = dir.join(name);
-    run(ffmpeg().args([
-        "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-        "-t", &secs.to_string(),
-        "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-bf", "3", "-g", "30",
-        "-c:a", "aac", "-b:a", "128k",
-    ]).arg(&out));
+    run(ffmpeg()
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            &secs.to_string(),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-profile:v",
+            "high",
+            "-bf",
+            "3",
+            "-g",
+            "30",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+        ])
+        .arg(&out));
     out
 }
 
@@ -244,7 +273,13 @@ pub fn ffprobe_json(target: &str, args: &[&str]) -> Value {
 pub fn count_packets(target: &str, sel: &str) -> u64 {
     let v = ffprobe_json(
         target,
-        &["-count_packets", "-select_streams", sel, "-show_entries", "stream=nb_read_packets"],
+        &[
+            "-count_packets",
+            "-select_streams",
+            sel,
+            "-show_entries",
+            "stream=nb_read_packets",
+        ],
     );
     v["streams"][0]["nb_read_packets"]
         .as_str()
@@ -256,7 +291,12 @@ pub fn count_packets(target: &str, sel: &str) -> u64 {
 pub fn packets(target: &str, sel: &str) -> Vec<(f64, bool)> {
     let v = ffprobe_json(
         target,
-        &["-select_streams", sel, "-show_entries", "packet=pts_time,flags"],
+        &[
+            "-select_streams",
+            sel,
+            "-show_entries",
+            "packet=pts_time,flags",
+        ],
     );
     v["packets"]
         .as_array()
@@ -264,7 +304,10 @@ pub fn packets(target: &str, sel: &str) -> Vec<(f64, bool)> {
             a.iter()
                 .map(|p| {
                     (
-                        p["pts_time"].as_str().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN),
+                        p["pts_time"]
+                            .as_str()
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(f64::NAN),
                         p["flags"].as_str().unwrap_or("").starts_with('K'),
                     )
                 })
@@ -304,13 +347,22 @@ pub fn playlist_entries(text: &str) -> Vec<(f64, String, bool, String)> {
     let mut map = String::new();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("#EXTINF:") {
-            dur = rest.trim_end_matches(',').split(',').next().and_then(|d| d.parse().ok());
+            dur = rest
+                .trim_end_matches(',')
+                .split(',')
+                .next()
+                .and_then(|d| d.parse().ok());
         } else if line == "#EXT-X-DISCONTINUITY" {
             disc = true;
         } else if let Some(rest) = line.strip_prefix("#EXT-X-MAP:URI=\"") {
             map = rest.split('"').next().unwrap_or("").to_string();
         } else if !line.starts_with('#') && !line.trim().is_empty() {
-            out.push((dur.take().unwrap_or(f64::NAN), line.to_string(), disc, map.clone()));
+            out.push((
+                dur.take().unwrap_or(f64::NAN),
+                line.to_string(),
+                disc,
+                map.clone(),
+            ));
             disc = false;
         }
     }
@@ -335,5 +387,8 @@ pub fn require_tool(name: &str) {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    assert!(ok, "{name} is missing: run the README's test command (scripts/test.sh), which installs it");
+    assert!(
+        ok,
+        "{name} is missing: run the README's test command (scripts/test.sh), which installs it"
+    );
 }
