@@ -3,6 +3,8 @@
 //! and on ffmpeg's fragmented MP4: frames equal ffprobe's view of the concatenated blobs, and
 //! any re-chunking, with or without a persist/resume between chunks, gives the same frames.
 
+mod upload_common;
+
 use ingest::upload::{
     classify_chunk, index_mp4, ChunkKind, ContainerFormat, ContinuationDemuxer, DemuxError,
 };
@@ -358,4 +360,87 @@ fn header_cut_short_is_truncated_and_garbage_is_refused() {
         Err(DemuxError::NotMp4 { .. })
     ));
     assert!(ContinuationDemuxer::resume(&b[0], b"not a carry").is_err());
+}
+
+/// ffmpeg's Matroska (H.264 with avcC CodecPrivate and length-prefixed frames, Opus with
+/// CodecDelay, known-size Clusters, Cues, SeekHead, Void) read in 5000-byte chunks matches
+/// ffprobe: same packets, sizes and key flags, times within ffprobe's 1 ms rounding.
+#[test]
+fn ffmpeg_matroska_h264_opus_matches_ffprobe() {
+    let p = upload_common::work_dir().join("ffmpeg.mkv");
+    upload_common::run(
+        std::process::Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=30",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=48000",
+                "-t",
+                "3",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-bf",
+                "0",
+                "-g",
+                "30",
+                "-c:a",
+                "libopus",
+                "-b:a",
+                "32k",
+            ])
+            .arg(&p),
+    );
+    let all = std::fs::read(&p).unwrap();
+    assert_eq!(classify_chunk(&all), ChunkKind::WebmHeader);
+    let chunks: Vec<&[u8]> = all.chunks(5000).collect();
+    let (d, frames) = feed(&chunks);
+    let streams = upload_common::probe(&p);
+    for s in &streams {
+        let kind = if s.codec_type == "video" {
+            TrackKind::Video
+        } else {
+            TrackKind::Audio
+        };
+        let ts = i64::from(
+            d.tracks()
+                .iter()
+                .find(|t| t.kind == kind)
+                .unwrap()
+                .timescale,
+        );
+        let ours: Vec<&MediaFrame> = frames.iter().filter(|f| f.kind == kind).collect();
+        assert_eq!(ours.len(), s.packets.len(), "{kind:?} count");
+        for (f, p) in ours.iter().zip(&s.packets) {
+            assert_eq!(f.keyframe, p.key);
+            let want = p.pts * ts / i64::from(s.timebase_den);
+            assert!(
+                (f.dts - want).abs() <= ts / 1000,
+                "{kind:?} {} vs ffprobe {}",
+                f.dts,
+                want
+            );
+        }
+    }
+    assert!(matches!(
+        d.tracks()[1].codec,
+        Codec::Opus { pre_skip: 312, .. }
+    ));
+    // The first Opus frame is pre-skip: it starts 312 samples before zero.
+    assert_eq!(
+        frames
+            .iter()
+            .find(|f| f.kind == TrackKind::Audio)
+            .unwrap()
+            .dts,
+        -312
+    );
 }

@@ -221,6 +221,16 @@ fn fragmented_default_base_moof_matches_ffprobe() {
     assert_frames_readable(&p, &idx);
 }
 
+/// Without `empty_moov` the first fragment's samples are in the moov's tables and the rest in
+/// moof/mdat pairs.
+#[test]
+fn fragmented_with_samples_in_moov_matches_ffprobe() {
+    let p = derive("frag_moov.mp4", &[], &["-c", "copy", "-movflags", "+frag_keyframe"]);
+    let idx = index(&p);
+    assert_matches_ffprobe(&p, &idx);
+    assert_frames_readable(&p, &idx);
+}
+
 #[test]
 fn opus_in_mp4_matches_ffprobe() {
     let p = derive(

@@ -15,7 +15,8 @@
 //! [`ANNEXB_MARKER`] so that a resumed reader keeps converting.
 //!
 //! Timestamps: a block's time is (Cluster Timestamp + the block's signed 16-bit offset) ×
-//! TimestampScale ns (1 ms by default). Video frames get a 90 kHz clock and Opus 48 kHz, so with
+//! TimestampScale ns (1 ms by default), minus the track's CodecDelay (ffmpeg writes Opus
+//! pre-skip there; Chromium writes none). Video frames get a 90 kHz clock and Opus 48 kHz, so with
 //! the default scale every millisecond maps to a whole number of ticks. WebM stores presentation
 //! times only; `dts` is set to that time with `cts_offset` 0 (MediaRecorder's H.264 encoders
 //! produce no B-frames).
@@ -42,6 +43,7 @@ const ID_PIXEL_WIDTH: u32 = 0xB0;
 const ID_PIXEL_HEIGHT: u32 = 0xBA;
 const ID_CONTENT_ENCODINGS: u32 = 0x6D80;
 const ID_CODEC_NAME: u32 = 0x25_8688;
+const ID_CODEC_DELAY: u32 = 0x56AA;
 const ID_CLUSTER: u32 = 0x1F43_B675;
 const ID_TIMESTAMP: u32 = 0xE7;
 const ID_SIMPLE_BLOCK: u32 = 0xA3;
@@ -87,6 +89,8 @@ pub(crate) struct WebmHeader {
     pub tracks: Vec<Track>,
     /// Matroska track number of each entry of `tracks`.
     pub numbers: Vec<u64>,
+    /// CodecDelay (ns) of each entry of `tracks`, subtracted from its block times.
+    pub delays: Vec<u64>,
     /// Nanoseconds per timestamp unit.
     pub timestamp_scale: u64,
     /// Length of the header: up to the end of the Tracks element.
@@ -171,6 +175,7 @@ pub(crate) fn parse_header(buf: &[u8]) -> Result<WebmHeader, DemuxError> {
                 return Ok(WebmHeader {
                     tracks: p.tracks,
                     numbers: p.numbers,
+                    delays: p.delays,
                     timestamp_scale,
                     len: end as usize,
                     tracks_offset: pos,
@@ -187,6 +192,7 @@ pub(crate) fn parse_header(buf: &[u8]) -> Result<WebmHeader, DemuxError> {
 struct ParsedTracks {
     tracks: Vec<Track>,
     numbers: Vec<u64>,
+    delays: Vec<u64>,
     video_annexb: bool,
     video_pending: bool,
 }
@@ -194,7 +200,7 @@ struct ParsedTracks {
 /// Tracks → our tracks (video first). Any audio/video track with a codec storef does not carry
 /// fails the whole stream: MediaRecorder was asked for the wrong codec.
 fn parse_tracks(body: &[u8], base: u64) -> Result<ParsedTracks, DemuxError> {
-    let mut found: Vec<(Track, u64)> = Vec::new();
+    let mut found: Vec<(Track, u64, u64)> = Vec::new();
     let (mut video_annexb, mut video_pending) = (false, false);
     for entry in ebml::children(body, base) {
         let entry = entry.map_err(|e| malformed(base, e))?;
@@ -205,6 +211,7 @@ fn parse_tracks(body: &[u8], base: u64) -> Result<ParsedTracks, DemuxError> {
         let (mut width, mut height) = (0u64, 0u64);
         let mut encoded = false;
         let mut marked_annexb = false;
+        let mut delay = 0u64;
         for c in ebml::children(entry.body, entry.offset) {
             let c = c.map_err(|e| malformed(entry.offset, e))?;
             match c.id {
@@ -214,6 +221,7 @@ fn parse_tracks(body: &[u8], base: u64) -> Result<ParsedTracks, DemuxError> {
                 ID_CODEC_PRIVATE => private = c.body,
                 ID_CONTENT_ENCODINGS => encoded = true,
                 ID_CODEC_NAME => marked_annexb = c.body == ANNEXB_MARKER,
+                ID_CODEC_DELAY => delay = uint(c.body).unwrap_or(0),
                 ID_VIDEO => {
                     for v in ebml::children(c.body, c.offset) {
                         let v = v.map_err(|e| malformed(c.offset, e))?;
@@ -238,7 +246,7 @@ fn parse_tracks(body: &[u8], base: u64) -> Result<ParsedTracks, DemuxError> {
                 fourcc: format!("{codec_id} (encrypted or compressed)"),
             });
         }
-        let first_of_kind = !found.iter().any(|(t, _)| t.kind == track_kind);
+        let first_of_kind = !found.iter().any(|(t, _, _)| t.kind == track_kind);
         let (codec, timescale) = match (track_kind, codec_id) {
             (TrackKind::Video, "V_MPEG4/ISO/AVC") => {
                 let w = u16::try_from(width).unwrap_or(0);
@@ -283,16 +291,25 @@ fn parse_tracks(body: &[u8], base: u64) -> Result<ParsedTracks, DemuxError> {
                 timescale,
             },
             number,
+            delay,
         ));
     }
     if found.is_empty() {
         return Err(DemuxError::NoMediaTracks);
     }
-    found.sort_by_key(|(t, _)| t.kind);
-    let (tracks, numbers) = found.into_iter().unzip();
+    found.sort_by_key(|(t, _, _)| t.kind);
+    let mut tracks = Vec::new();
+    let mut numbers = Vec::new();
+    let mut delays = Vec::new();
+    for (t, n, d) in found {
+        tracks.push(t);
+        numbers.push(n);
+        delays.push(d);
+    }
     Ok(ParsedTracks {
         tracks,
         numbers,
+        delays,
         video_annexb,
         video_pending,
     })
@@ -583,7 +600,9 @@ impl WebmStream {
         };
         let track = &self.header.tracks[idx];
         let units = i128::from(cluster) + i128::from(rel);
-        let ns = units * i128::from(self.header.timestamp_scale);
+        // CodecDelay (Opus pre-skip) is subtracted from every block time (Matroska §CodecDelay).
+        let delay = self.header.delays.get(idx).copied().unwrap_or(0);
+        let ns = units * i128::from(self.header.timestamp_scale) - i128::from(delay);
         let den = 1_000_000_000i128;
         let num = ns * i128::from(track.timescale);
         let ticks = (num + den / 2).div_euclid(den);
