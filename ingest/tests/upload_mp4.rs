@@ -225,7 +225,11 @@ fn fragmented_default_base_moof_matches_ffprobe() {
 /// moof/mdat pairs.
 #[test]
 fn fragmented_with_samples_in_moov_matches_ffprobe() {
-    let p = derive("frag_moov.mp4", &[], &["-c", "copy", "-movflags", "+frag_keyframe"]);
+    let p = derive(
+        "frag_moov.mp4",
+        &[],
+        &["-c", "copy", "-movflags", "+frag_keyframe"],
+    );
     let idx = index(&p);
     assert_matches_ffprobe(&p, &idx);
     assert_frames_readable(&p, &idx);
