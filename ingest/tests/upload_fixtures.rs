@@ -110,3 +110,21 @@ proptest! {
         let _ = exercise(&bytes);
     }
 }
+
+/// A file that shrank after indexing: reading a sample past its new end is `Truncated`.
+#[test]
+fn read_frame_past_the_end_is_truncated() {
+    let bytes = fixture("ffmpeg5_cut_bframes_aac.mp4");
+    let idx = index_mp4(&mut Cursor::new(&bytes)).unwrap();
+    let last = idx.samples.iter().max_by_key(|s| s.offset).unwrap();
+    let cut = &bytes[..last.offset as usize + 1];
+    match idx.read_frame(&mut Cursor::new(cut), last) {
+        Err(DemuxError::Truncated {
+            offset, available, ..
+        }) => {
+            assert_eq!(offset, last.offset);
+            assert_eq!(available, cut.len() as u64);
+        }
+        other => panic!("{other:?}"),
+    }
+}

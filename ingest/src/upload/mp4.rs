@@ -471,15 +471,17 @@ impl Mp4Index {
         }
         r.seek(SeekFrom::Start(s.offset))?;
         let mut data = vec![0u8; s.size as usize];
-        r.read_exact(&mut data).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => DemuxError::Truncated {
-                offset: s.offset,
-                what: format!("{:?} sample", s.kind),
-                needed: s.offset + u64::from(s.size),
-                available: 0,
-            },
-            _ => DemuxError::Io(e),
-        })?;
+        if let Err(e) = r.read_exact(&mut data) {
+            return Err(match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => DemuxError::Truncated {
+                    offset: s.offset,
+                    what: format!("{:?} sample", s.kind),
+                    needed: s.offset + u64::from(s.size),
+                    available: r.seek(SeekFrom::End(0)).unwrap_or(0),
+                },
+                _ => DemuxError::Io(e),
+            });
+        }
         Ok(MediaFrame {
             kind: s.kind,
             dts: s.dts,
