@@ -533,3 +533,64 @@ async fn a_stuck_stream_session_does_not_stall_other_connections() {
     drop(slow_accepted);
     slow_task.abort();
 }
+
+/// Sends a recorded client-to-server stream over TCP in 4 KiB writes, reading (and discarding)
+/// whatever the server answers, then closes the socket.
+async fn replay_capture(addr: SocketAddr, capture: &'static [u8]) {
+    use tokio::io::AsyncReadExt;
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = rd.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    });
+    for chunk in capture.chunks(4096) {
+        wr.write_all(chunk).await.unwrap();
+    }
+    drop(wr);
+    let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
+}
+
+#[tokio::test]
+async fn obs29_capture_over_tcp_ends_its_publish_on_close() {
+    // The plain handshake's C2 echoes nginx's S1, not ours; rml_rtmp accepts any C2 (upstream
+    // disabled the check for Flash clients), so the recorded bytes replay as they are.
+    const OBS29: &[u8] = include_bytes!("../testdata/rtmp/obs29_publish.c2s.bin");
+    let mut server = start(&["obs29"], fast_config(), 4096).await;
+    tokio::spawn(replay_capture(server.addr, OBS29));
+    let accepted = server.next_accepted().await;
+    let got = collect(accepted.events, Duration::from_secs(10)).await;
+    assert_eq!(got.video.len(), 181);
+    assert_eq!(got.audio.len(), 280);
+    assert!(matches!(
+        got.tracks[0][1].codec,
+        Codec::Aac {
+            sample_rate: 48000,
+            channels: 2,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn ffmpeg5_capture_over_tcp_ends_its_publish_with_fcunpublish() {
+    const FFMPEG5: &[u8] = include_bytes!("../testdata/rtmp/ffmpeg5_publish.c2s.bin");
+    let mut server = start(&["ffmpeg5"], fast_config(), 4096).await;
+    tokio::spawn(replay_capture(server.addr, FFMPEG5));
+    let accepted = server.next_accepted().await;
+    let got = collect(accepted.events, Duration::from_secs(10)).await;
+    assert_eq!(got.video.len(), 176);
+    assert_eq!(got.audio.len(), 250);
+    assert!(matches!(
+        got.tracks[0][1].codec,
+        Codec::Aac {
+            sample_rate: 44100,
+            channels: 1,
+            ..
+        }
+    ));
+}

@@ -458,3 +458,19 @@ fn truncated_capture_never_panics() {
         let _ = s.finish();
     }
 }
+
+#[test]
+fn ffmpeg_ends_with_fcunpublish_obs_only_by_closing() {
+    let ended = |capture: &[u8], key: &'static str| {
+        let mut s = session(TestGate::new(&[key]));
+        let events = s.feed(capture);
+        events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::PublishEnded { .. }))
+    };
+    assert!(ended(FFMPEG5, "ffmpeg5"), "FCUnpublish/deleteStream end it");
+    assert!(
+        !ended(OBS29, "obs29"),
+        "only the TCP close (finish) ends OBS's"
+    );
+}
