@@ -283,7 +283,7 @@ impl H264Depacketizer {
         self.wait_idr = false;
         self.out.push_back(Ok(AccessUnit {
             timestamp: cur.timestamp,
-            nals: cur.nals,
+            nals: parameter_sets_first(cur.nals),
             idr,
             arrival: cur.arrival,
         }));
@@ -296,6 +296,33 @@ fn push_nal(cur: &mut Pending, nal: Bytes) {
         Some(9) | Some(12) | None => {}
         Some(_) => cur.nals.push(nal),
     }
+}
+
+/// Moves SPS/PPS to the front of the access unit, each distinct one once.
+///
+/// GStreamer's `rtph264pay config-interval=-1` sends SPS+PPS before *every* IDR slice, so an x264
+/// picture cut into slices (`tune=zerolatency` uses sliced threads) arrives as SPS PPS slice0 SPS PPS
+/// slice1. An SPS after a slice starts a new access unit (ITU-T H.264 §7.4.1.2.3), so decoders
+/// would split the picture in two; parameter sets belong before the first VCL NAL unit.
+fn parameter_sets_first(nals: Vec<Bytes>) -> Vec<Bytes> {
+    let kind = |n: &Bytes| n.first().map(|h| h & 0x1f);
+    if !nals
+        .iter()
+        .skip_while(|n| matches!(kind(n), Some(7 | 8)))
+        .any(|n| matches!(kind(n), Some(7 | 8)))
+    {
+        return nals;
+    }
+    let mut out: Vec<Bytes> = Vec::with_capacity(nals.len());
+    for t in [7, 8] {
+        for n in nals.iter().filter(|n| kind(n) == Some(t)) {
+            if !out.contains(n) {
+                out.push(n.clone());
+            }
+        }
+    }
+    out.extend(nals.into_iter().filter(|n| !matches!(kind(n), Some(7 | 8))));
+    out
 }
 
 /// Whether a payload begins a NAL unit (not an FU-A continuation).

@@ -213,6 +213,32 @@ fn packetization_mode_0_single_nals() {
     );
 }
 
+#[test]
+fn parameter_sets_between_slices_move_to_the_front() {
+    // GStreamer: SPS PPS SEI SPS PPS IDR(slice 0) SPS PPS IDR(slice 1).
+    let t = Instant::now();
+    let sei = &[0x06u8, 5, 1, 0x80][..];
+    let s0 = &[0x65u8, 0x88, 1][..];
+    let s1 = &[0x65u8, 0x40, 2][..];
+    let mut d = H264Depacketizer::new();
+    let seq = [SPS, PPS, sei, SPS, PPS, s0, SPS, PPS, s1];
+    for (i, nal) in seq.iter().enumerate() {
+        d.push(RtpIn {
+            seq: i as u64,
+            timestamp: 9,
+            marker: i == seq.len() - 1,
+            payload: Bytes::copy_from_slice(nal),
+            arrival: t,
+        });
+    }
+    let au = d.pull().unwrap().unwrap();
+    let want: Vec<Bytes> = [SPS, PPS, sei, s0, s1]
+        .iter()
+        .map(|n| Bytes::copy_from_slice(n))
+        .collect();
+    assert_eq!(au.nals, want);
+}
+
 proptest::proptest! {
     #[test]
     fn arbitrary_payloads_never_panic(
