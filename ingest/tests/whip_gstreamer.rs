@@ -1,5 +1,5 @@
 //! GStreamer 1.22 `whipsink` (webrtcbin + libnice, RSA-2048 DTLS certificate) publishes H.264
-//! + Opus over WHIP. Proves the DTLS backend takes RSA client certificates and that the offer's
+//! and Opus over WHIP. Proves the DTLS backend takes RSA client certificates and that the offer's
 //! quirks (bundle-only audio on port 0, `OPUS`, 42c01f) negotiate.
 //!
 //! libnice never pairs with a 127.0.0.1 server candidate and gathers nothing with only `lo`, so
