@@ -474,3 +474,60 @@ fn ffmpeg_ends_with_fcunpublish_obs_only_by_closing() {
         "only the TCP close (finish) ends OBS's"
     );
 }
+
+/// A message as type 0 + type 3 chunks on chunk stream 3, message stream 0, for OBS's chunk
+/// size (4096).
+fn chunked(type_id: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x03, 0, 0, 0];
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    out.extend_from_slice(&[type_id, 0, 0, 0, 0]);
+    for (i, chunk) in body.chunks(4096).enumerate() {
+        if i > 0 {
+            out.push(0xc3);
+        }
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
+/// OBS's stream up to its sequence headers, then `extra`.
+fn obs_then(extra: &[u8]) -> Vec<SessionEvent> {
+    let mut s = session(TestGate::new(&["obs29"]));
+    let mut events = s.feed(&OBS29[..3953]);
+    events.extend(s.feed(extra));
+    events
+}
+
+#[test]
+fn amf0_command_with_two_values_is_an_error_not_a_panic() {
+    // Found by the rtmp_session fuzz target: rml_rtmp drained three values unconditionally.
+    let body = [
+        2, 0, 4, b'p', b'l', b'a', b'y', 0, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0,
+    ];
+    let events = obs_then(&chunked(20, &body));
+    assert!(
+        matches!(
+            events.last(),
+            Some(SessionEvent::Failed(SessionError::Protocol(_)))
+        ),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn deeply_nested_amf0_is_an_error_not_a_stack_overflow() {
+    let mut body = vec![2, 0, 7];
+    body.extend_from_slice(b"connect");
+    body.extend_from_slice(&[0, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0]);
+    for _ in 0..100_000 {
+        body.extend_from_slice(&[3, 0, 1, b'a']);
+    }
+    let events = obs_then(&chunked(20, &body));
+    assert!(
+        matches!(
+            events.last(),
+            Some(SessionEvent::Failed(SessionError::Protocol(_)))
+        ),
+        "{events:?}"
+    );
+}

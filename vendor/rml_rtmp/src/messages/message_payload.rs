@@ -45,6 +45,19 @@ impl MessagePayload {
     /// amf3 values.  It is unknown why this happens, but any Amf3 command/data messages that are
     /// seen are deserialized as amf0.  So far this has not caused any issues.
     pub fn to_rtmp_message(&self) -> Result<RtmpMessage, MessageDeserializationError> {
+        // storef patch 7: refuse AMF0 nested deeper than rml_amf0's recursion can take.
+        if matches!(self.type_id, 15 | 17 | 18 | 20)
+            && super::amf0_depth::nesting_exceeds(
+                if self.type_id == 17 && self.data.first() == Some(&0) {
+                    &self.data[1..]
+                } else {
+                    &self.data[..]
+                },
+                super::amf0_depth::MAX_AMF0_DEPTH,
+            )
+        {
+            return Err(MessageDeserializationError::InvalidMessageFormat);
+        }
         match self.type_id {
             1 => types::set_chunk_size::deserialize(self.data.clone()),
             2 => types::abort::deserialize(self.data.clone()),
@@ -511,5 +524,22 @@ mod tests {
         let result = payload.to_rtmp_message().unwrap();
 
         assert_eq!(result, message);
+    }
+
+    #[test]
+    fn storef_deeply_nested_amf0_is_refused_without_overflowing_the_stack() {
+        let mut data = vec![2u8, 0, 7];
+        data.extend_from_slice(b"connect");
+        data.extend_from_slice(&[0, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0]);
+        for _ in 0..200_000 {
+            data.extend_from_slice(&[3, 0, 1, b'a']);
+        }
+        let payload = MessagePayload {
+            timestamp: RtmpTimestamp::new(0),
+            type_id: 20,
+            message_stream_id: 0,
+            data: Bytes::from(data),
+        };
+        assert!(payload.to_rtmp_message().is_err());
     }
 }

@@ -6,6 +6,7 @@ and deserializing these messages into payloads.
 meant for, the timestamp for the message and what type of message it is.
 */
 
+mod amf0_depth;
 mod deserialization_errors;
 mod message_payload;
 mod serialization_errors;

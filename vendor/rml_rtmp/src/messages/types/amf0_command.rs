@@ -27,6 +27,11 @@ pub fn serialize(
 pub fn deserialize(data: Bytes) -> Result<RtmpMessage, MessageDeserializationError> {
     let mut cursor = Cursor::new(data);
     let mut arguments = rml_amf0::deserialize(&mut cursor)?;
+    // storef patch 6: `drain(..3)` below panicked on a command with fewer than three values
+    // (found by storef's rtmp_session fuzz target).
+    if arguments.len() < 3 {
+        return Err(MessageDeserializationError::InvalidMessageFormat);
+    }
 
     let command_name: String;
     let transaction_id: f64;
@@ -146,5 +151,16 @@ mod tests {
         let result = deserialize(bytes).unwrap();
 
         assert_eq!(expected, result);
+    }
+
+    #[test]
+    fn storef_command_with_fewer_than_three_values_is_an_error() {
+        let raw = rml_amf0::serialize(&vec![
+            Amf0Value::Utf8String("connect".to_string()),
+            Amf0Value::Number(1.0),
+        ])
+        .unwrap();
+        assert!(deserialize(Bytes::from(raw)).is_err());
+        assert!(deserialize(Bytes::new()).is_err());
     }
 }
