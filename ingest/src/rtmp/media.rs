@@ -27,8 +27,10 @@ pub const VIDEO_TIMESCALE: u32 = 90_000;
 const AAC_FRAME_SAMPLES: i64 = 1024;
 /// How much video (after the first keyframe) is buffered while waiting for an AAC header.
 const AUDIO_WAIT_MS: i64 = 1000;
-/// Upper bound of frames buffered before the start, whatever the timestamps say.
+/// Upper bounds of what is buffered before the start, whatever the timestamps say (a publisher
+/// that never advances its clock must not make us hold its stream).
 const MAX_BUFFERED_FRAMES: usize = 2000;
+const MAX_BUFFERED_BYTES: usize = 32 * 1024 * 1024;
 
 /// Unwraps RTMP's 32-bit millisecond timestamps into a continuous 64-bit timeline.
 ///
@@ -84,8 +86,9 @@ pub struct MediaAssembler {
     started: bool,
     /// The track list last emitted, to tell a real change from a repeated sequence header.
     emitted: Vec<Track>,
-    /// Frames held back until the start.
+    /// Frames held back until the start, and their payload bytes.
     pending: Vec<MediaFrame>,
+    pending_bytes: usize,
     /// dts (90 kHz) of the first buffered video keyframe.
     first_keyframe_dts: Option<i64>,
     /// First buffered audio dts, in ms, for the audio-only start.
@@ -325,8 +328,12 @@ impl MediaAssembler {
             out.push(IngestEvent::Frame(frame));
             return;
         }
+        self.pending_bytes += frame.data.len();
         self.pending.push(frame);
-        if self.ready() || self.pending.len() >= MAX_BUFFERED_FRAMES {
+        if self.ready()
+            || self.pending.len() >= MAX_BUFFERED_FRAMES
+            || self.pending_bytes >= MAX_BUFFERED_BYTES
+        {
             self.start(out);
         }
     }
@@ -337,6 +344,7 @@ impl MediaAssembler {
         self.emitted = tracks.clone();
         out.push(IngestEvent::Tracks(tracks));
         out.extend(self.pending.drain(..).map(IngestEvent::Frame));
+        self.pending_bytes = 0;
     }
 }
 
@@ -561,5 +569,20 @@ mod tests {
             .collect();
         let base = i64::from(start) * 90;
         assert_eq!(dts, vec![base, base + 2970, base + 5940, base + 8910]);
+    }
+
+    #[test]
+    fn a_clock_that_never_advances_cannot_grow_the_start_buffer() {
+        let mut m = MediaAssembler::new();
+        let mut out = Vec::new();
+        m.video(0, &avc_header(SPS_720P), &mut out).unwrap();
+        for i in 0..MAX_BUFFERED_FRAMES {
+            m.video(0, &frame(i == 0, 0), &mut out).unwrap();
+        }
+        assert_eq!(
+            out.len(),
+            1 + MAX_BUFFERED_FRAMES,
+            "started video-only at the cap"
+        );
     }
 }
