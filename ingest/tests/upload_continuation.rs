@@ -444,3 +444,37 @@ fn ffmpeg_matroska_h264_opus_matches_ffprobe() {
         -312
     );
 }
+
+/// Matroska H.264 with B-frames has no decode times: refused, not given made-up ones.
+#[test]
+fn matroska_with_b_frames_is_refused() {
+    let p = upload_common::work_dir().join("ffmpeg_bframes.mkv");
+    upload_common::run(
+        std::process::Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=160x120:rate=30",
+                "-t",
+                "1",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-bf",
+                "3",
+            ])
+            .arg(&p),
+    );
+    let all = std::fs::read(&p).unwrap();
+    match ContinuationDemuxer::new_from_header(&all) {
+        Err(DemuxError::Malformed { reason, .. }) => {
+            assert!(reason.contains("B-frames"), "{reason}")
+        }
+        other => panic!("{:?}", other.map(|(_, f)| f.len())),
+    }
+}

@@ -138,7 +138,7 @@ pub const MAX_PENDING: usize = 64 << 20;
 /// Most samples one `moof` may describe (a MediaRecorder fragment holds about a second).
 pub const MAX_FRAGMENT_SAMPLES: usize = 100_000;
 
-const CARRY_MAGIC: &[u8; 8] = b"STFCARY1";
+const CARRY_MAGIC: &[u8; 8] = b"STFCARY2";
 
 impl ContinuationDemuxer {
     /// Starts a stream from its first chunk, which must hold the whole header; returns the
@@ -187,6 +187,7 @@ impl ContinuationDemuxer {
                 Reader::WebM(WebmStream {
                     header: h,
                     cluster_ts: None,
+                    last_video_dts: None,
                 }),
             )
         } else {
@@ -313,6 +314,8 @@ impl ContinuationDemuxer {
                 c.push(b'W');
                 c.extend_from_slice(&w.cluster_ts.map_or(u64::MAX, |t| t).to_be_bytes());
                 c.push(u8::from(w.cluster_ts.is_some()));
+                c.extend_from_slice(&w.last_video_dts.map_or(i64::MIN, |t| t).to_be_bytes());
+                c.push(u8::from(w.last_video_dts.is_some()));
             }
             Reader::Fmp4(f) => {
                 c.push(b'M');
@@ -343,7 +346,9 @@ impl ContinuationDemuxer {
                 }
                 let ts = u64_at(25)?;
                 w.cluster_ts = (*c.get(33)? == 1).then_some(ts);
-                34
+                let last = u64_at(34)? as i64;
+                w.last_video_dts = (*c.get(42)? == 1).then_some(last);
+                43
             }
             Reader::Fmp4(f) => {
                 if *c.get(24)? != b'M' || usize::from(*c.get(25)?) != f.tracks.len() {

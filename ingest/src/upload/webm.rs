@@ -18,8 +18,9 @@
 //! TimestampScale ns (1 ms by default), minus the track's CodecDelay (ffmpeg writes Opus
 //! pre-skip there; Chromium writes none). Video frames get a 90 kHz clock and Opus 48 kHz, so with
 //! the default scale every millisecond maps to a whole number of ticks. WebM stores presentation
-//! times only; `dts` is set to that time with `cts_offset` 0 (MediaRecorder's H.264 encoders
-//! produce no B-frames).
+//! times only; `dts` is set to that time with `cts_offset` 0. MediaRecorder's H.264 encoders
+//! produce no B-frames; a video track whose block times go backwards (B-frames, e.g. an
+//! ffmpeg-made .mkv) is refused rather than given made-up decode times.
 
 use super::codec::avc_codec_from_record;
 use super::ebml::{self, read_header, read_track_number, uint};
@@ -448,6 +449,8 @@ pub(crate) struct WebmStream {
     pub header: WebmHeader,
     /// Timestamp of the Cluster being read (`None` before the first Cluster Timestamp).
     pub cluster_ts: Option<u64>,
+    /// Time of the last video frame, to refuse B-frames (see the module docs).
+    pub last_video_dts: Option<i64>,
 }
 
 /// What one pass over the buffered bytes produced.
@@ -607,6 +610,16 @@ impl WebmStream {
         let num = ns * i128::from(track.timescale);
         let ticks = (num + den / 2).div_euclid(den);
         let dts = i64::try_from(ticks).map_err(|_| malformed(at, "block time out of range"))?;
+        if kind == TrackKind::Video {
+            if self.last_video_dts.is_some_and(|last| dts < last) {
+                return Err(malformed(
+                    at,
+                    "video block times go backwards: H.264 with B-frames in WebM/Matroska \
+                     (no decode times) is not supported",
+                ));
+            }
+            self.last_video_dts = Some(dts);
+        }
         Ok(Some(MediaFrame {
             kind,
             dts,
