@@ -227,3 +227,49 @@ async fn garbage_on_the_media_port_is_dropped() {
     let unrouted = h.unrouted_datagrams();
     assert!(unrouted >= sent * 9 / 10, "{unrouted} of {sent}");
 }
+
+#[tokio::test]
+async fn unspecified_bind_offers_local_addresses_and_public_ips_replace_them() {
+    let (h, _t) = WhipServer::start(WhipConfig {
+        udp_addr: "0.0.0.0:0".parse().unwrap(),
+        ..WhipConfig::default()
+    })
+    .await
+    .unwrap();
+    let port = h.local_addr().port();
+    assert!(h.candidates().iter().all(|c| c.port() == port));
+    assert!(
+        h.candidates().iter().any(|c| c.ip().is_loopback()),
+        "127.0.0.1 lets a browser on the same machine publish: {:?}",
+        h.candidates()
+    );
+    assert!(h.candidates().iter().all(|c| !c.ip().is_unspecified()));
+
+    let (h, _t) = WhipServer::start(WhipConfig {
+        udp_addr: "127.0.0.1:0".parse().unwrap(),
+        public_ips: vec!["203.0.113.7".parse().unwrap()],
+        ice_servers: vec![ingest::whip::IceServer {
+            url: "turn:turn.example.net:3478?transport=udp".into(),
+            username: Some("u".into()),
+            credential: Some("p".into()),
+        }],
+        ..WhipConfig::default()
+    })
+    .await
+    .unwrap();
+    let (p, _rx) = publisher();
+    let a = h.publish(CHROMIUM, p).await.unwrap();
+    let port = h.local_addr().port();
+    assert!(a
+        .answer_sdp
+        .contains(&format!("203.0.113.7 {port} typ host")));
+    assert!(!a.answer_sdp.contains("127.0.0.1"));
+    assert_eq!(
+        a.links,
+        vec![
+            "<turn:turn.example.net:3478?transport=udp>; rel=\"ice-server\"; username=\"u\"; \
+             credential=\"p\"; credential-type=\"password\""
+                .to_string()
+        ]
+    );
+}

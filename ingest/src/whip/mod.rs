@@ -1,7 +1,7 @@
 //! WHIP ingest (RFC 9725): a browser, OBS 30+ or GStreamer publishes WebRTC; storef turns it into
-//! [`IngestEvent`]s like every other front-end.
+//! [`IngestEvent`](crate::publish::IngestEvent)s like every other front-end.
 //!
-//! The HTTP layer (axum in the server) authenticates the stream key, gets a [`Publisher`] from the
+//! The HTTP layer (axum in the server) authenticates the stream key, gets a [`Publisher`](crate::publish::Publisher) from the
 //! `PublishGate` and calls [`WhipHandle::publish`] with the SDP offer; it answers `201 Created`
 //! with [`WhipAnswer::answer_sdp`], `Location: /api/whip/{session_id}` and `ETag`. Media then flows
 //! over one UDP socket shared by all publishers ([`WhipConfig::udp_addr`]), owned by the task
@@ -38,12 +38,8 @@ mod session;
 
 pub use server::{WhipHandle, WhipServer};
 
-use crate::publish::Publisher;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
-
-#[allow(unused_imports)]
-use crate::publish::IngestEvent; // doc links
 
 /// Settings of the WHIP front-end (`[webrtc]` in config.toml).
 #[derive(Debug, Clone)]
@@ -59,7 +55,7 @@ pub struct WhipConfig {
     /// How long a session may go without any packet from its publisher (and how long ICE may
     /// take to connect) before the publisher counts as gone.
     pub ice_timeout: Duration,
-    /// How often [`IngestEvent::Stats`] is sent.
+    /// How often [`IngestEvent::Stats`](crate::publish::IngestEvent::Stats) is sent.
     pub stats_interval: Duration,
 }
 
@@ -153,7 +149,3 @@ impl From<sdp::SdpError> for WhipError {
         }
     }
 }
-
-/// Kept for the docs: the handle's `publish` takes the `Publisher` the gate handed out.
-#[allow(dead_code)]
-type PublisherDoc = Publisher;
