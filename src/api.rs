@@ -90,6 +90,20 @@ pub fn router(app: App) -> Router {
         .route("/api/videos/{id}", get(video))
         .route("/api/videos/{id}/index.m3u8", get(vod_playlist))
         .route("/api/videos/{id}/video.mp4", get(files::video_file))
+        .route(
+            "/api/whip",
+            post(crate::whip_api::post).options(crate::whip_api::options),
+        )
+        .route(
+            "/api/whip/{session}",
+            axum::routing::delete(crate::whip_api::delete)
+                .patch(crate::whip_api::patch)
+                .options(crate::whip_api::options),
+        )
+        .route("/", get(crate::web::index))
+        .route("/app.js", get(crate::web::app_js))
+        .route("/app.css", get(crate::web::app_css))
+        .route("/vendor/hls.min.js", get(crate::web::hls_js))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(fallback)
@@ -227,12 +241,19 @@ fn stream_urls(app: &App, base: &str, s: &StreamRecord) -> Value {
     if app.cfg.rtmp.enabled {
         v["rtmpUrl"] = json!(format!("rtmp://{host}:{rtmp_port}/{}", app.cfg.rtmp.app));
     }
+    if app.whip.0.is_some() {
+        v["whipUrl"] = json!(format!("{base}/api/whip"));
+    }
     v
 }
 
 #[derive(serde::Deserialize, Default)]
 struct StartBody {
     title: Option<String>,
+    /// `rtsp://[user:pass@]host[:port]/path`: storef pulls the stream from this camera.
+    pull: Option<String>,
+    /// `tcp` (default) or `udp`, for `pull`.
+    transport: Option<String>,
 }
 
 async fn start(State(app): State<App>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
@@ -247,7 +268,21 @@ async fn start(State(app): State<App>, headers: HeaderMap, body: Bytes) -> ApiRe
             )
         })?
     };
-    let rec = crate::app::new_stream(&user, parsed.title);
+    let source = match (parsed.pull.as_deref(), parsed.transport.as_deref()) {
+        (Some(url), transport) => Some(
+            crate::pull::parse_request(url, transport)
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?,
+        ),
+        (None, Some(_)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "\"transport\" needs \"pull\": \"rtsp://…\"",
+            ))
+        }
+        (None, None) => None,
+    };
+    let mut rec = crate::app::new_stream(&user, parsed.title);
+    rec.pull = source.as_ref().map(crate::pull::record);
     app.db
         .commit(storage::Commit {
             streams: vec![rec.clone()],
@@ -256,12 +291,18 @@ async fn start(State(app): State<App>, headers: HeaderMap, body: Bytes) -> ApiRe
         .await?;
     Metrics::inc(&app.metrics.streams_started_total, 1);
     tracing::info!(stream = %rec.id, user = %user, "stream started");
+    if let Some(source) = source {
+        crate::pull::spawn(&app, &rec, source);
+    }
     let base = base_url(&app, &headers);
     let mut v = json!({
         "success": true,
         "streamId": rec.id,
         "streamKey": rec.stream_key,
     });
+    if rec.pull.is_some() {
+        v["pull"] = crate::pull::status_json(&rec);
+    }
     merge(&mut v, stream_urls(&app, &base, &rec));
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
@@ -392,9 +433,13 @@ fn stream_json(app: &App, base: &str, s: &StreamRecord) -> ApiResult<Value> {
         "codecs": inits.last().map(|i| i.codecs.clone()),
         "resolution": inits.last().filter(|i| i.width > 0).map(|i| format!("{}x{}", i.width, i.height)),
         "publisher": publisher,
+        "pull": crate::pull::status_json(s),
         "videoId": s.video_id,
     });
     merge(&mut v, stream_urls(app, base, s));
+    if let Some(pins) = crate::pin::counts(app, &s.id) {
+        v["pins"] = json!(pins);
+    }
     if let Some(vid) = &s.video_id {
         if let Some(video) = app.db.video(vid)? {
             v["videoUrl"] = video_url(base, &video);

@@ -29,17 +29,22 @@ pub struct App {
     /// Live publishers by stream id. A plain mutex, never held across an await, so that a
     /// protocol front-end can claim a stream synchronously.
     pub live: Arc<std::sync::Mutex<HashMap<String, LiveEntry>>>,
+    pub whip: crate::whip_api::Whip,
+    /// The FilCDN pin queue, set once at start-up when `[filcdn] enabled`.
+    pub pins: Arc<std::sync::OnceLock<crate::pin::Pins>>,
 }
 
 /// A stream's publisher, and when the last one left (for the reconnect window).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct LiveEntry {
     pub publisher: Option<PublisherState>,
     pub left_at: Option<Instant>,
 }
 
+/// Asks a live publisher for a keyframe (a WebRTC PLI): browsers send one only when asked.
+pub type KeyframeRequester = Arc<dyn Fn() + Send + Sync>;
+
 /// The live publisher of a stream, if any.
-#[derive(Debug)]
 pub struct PublisherState {
     pub protocol: &'static str,
     pub remote: Option<String>,
@@ -48,6 +53,7 @@ pub struct PublisherState {
     /// Resolves when the publisher's task has flushed and committed its last segment.
     pub done: Option<tokio::sync::oneshot::Receiver<()>>,
     pub stats: serde_json::Value,
+    pub keyframe: Option<KeyframeRequester>,
 }
 
 /// The in-memory side of one stream. Guarded by its own mutex so streams never wait on each other.
@@ -68,7 +74,7 @@ pub struct Packaged {
 }
 
 impl App {
-    pub fn new(cfg: Config, db: Db, auth: Auth) -> Self {
+    pub fn new(cfg: Config, db: Db, auth: Auth, whip: crate::whip_api::Whip) -> Self {
         let store = LocalStore::new(cfg.storage.data_dir.clone());
         App {
             cfg: Arc::new(cfg),
@@ -78,7 +84,18 @@ impl App {
             metrics: Arc::new(Metrics::default()),
             sessions: Default::default(),
             live: Default::default(),
+            whip,
+            pins: Default::default(),
         }
+    }
+
+    /// Commits `c` durably, then offers the segments, inits and VOD it records to the FilCDN
+    /// pin queue (when pinning is on): a file is pinned only once it is durable locally.
+    pub async fn commit(&self, c: Commit) -> Result<()> {
+        let items = crate::pin::items_of(self, &c);
+        self.db.commit(c).await?;
+        crate::pin::enqueue(self, items).await;
+        Ok(())
     }
 
     pub fn segmenter_config(&self) -> SegmenterConfig {
@@ -111,6 +128,31 @@ impl App {
     pub fn with_live<T>(&self, f: impl FnOnce(&mut HashMap<String, LiveEntry>) -> T) -> T {
         let mut m = self.live.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut m)
+    }
+
+    /// Installs how the stream's packaging task asks its publisher for a keyframe.
+    pub fn set_keyframe_requester(&self, id: &str, f: KeyframeRequester) {
+        self.with_live(|m| {
+            if let Some(p) = m.get_mut(id).and_then(|e| e.publisher.as_mut()) {
+                p.keyframe = Some(f);
+            }
+        })
+    }
+
+    /// Asks the stream's publisher for a keyframe, if it can be asked.
+    pub fn request_keyframe(&self, id: &str) -> bool {
+        let f = self.with_live(|m| {
+            m.get(id)
+                .and_then(|e| e.publisher.as_ref())
+                .and_then(|p| p.keyframe.clone())
+        });
+        match f {
+            Some(f) => {
+                f();
+                true
+            }
+            None => false,
+        }
     }
 
     /// The protocol of the stream's connected publisher.

@@ -19,7 +19,29 @@ pub struct Config {
     pub hls: HlsConfig,
     pub rtmp: RtmpConfig,
     pub live: LiveConfig,
+    pub rtsp: RtspConfig,
+    pub webrtc: WebrtcConfig,
     pub log: LogConfig,
+    /// FilCDN (FilBeam) pinning; off by default. Nested `[filcdn.timeouts]` keys are set from
+    /// the environment as `STOREF_FILCDN_TIMEOUTS_<KEY>`.
+    pub filcdn: storage::filcdn::FilcdnConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebrtcConfig {
+    /// Whether WHIP publishing (`POST /api/whip`) is offered.
+    pub enabled: bool,
+    /// The one UDP socket every WebRTC publisher sends media to.
+    pub udp_addr: String,
+    /// Addresses publishers reach `udp_addr` on when storef is behind NAT (empty: the bound
+    /// address, or this machine's addresses).
+    pub public_ips: Vec<String>,
+    /// STUN/TURN URLs advertised to WHIP clients in `Link` headers.
+    pub ice_servers: Vec<String>,
+    /// A publisher silent for this long (or whose ICE never connects) is gone.
+    #[serde(with = "humantime_serde")]
+    pub ice_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,6 +112,31 @@ pub struct LiveConfig {
     pub reconnect_window: Duration,
 }
 
+/// RTSP pull (cameras): how hard a pull retries. Each failed attempt waits twice as long as the
+/// one before, from `initial_backoff` up to `max_backoff`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtspConfig {
+    /// Wait after the first failed attempt.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Longest wait between attempts.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Give up after this many failed attempts in a row (then `live.reconnect_window` applies);
+    /// 0 retries forever, which a camera that reboots at night needs.
+    pub max_attempts: u32,
+    /// Give up after this many wrong-credential answers in a row: cameras lock an account after
+    /// a few failed logins.
+    pub max_auth_attempts: u32,
+    /// DESCRIBE + SETUP + PLAY + the first keyframe must arrive within this.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// A connection with no video for this long is dropped and retried.
+    #[serde(with = "humantime_serde")]
+    pub frame_timeout: Duration,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -128,9 +175,25 @@ impl Default for Config {
             live: LiveConfig {
                 reconnect_window: Duration::from_secs(60),
             },
+            rtsp: RtspConfig {
+                initial_backoff: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(30),
+                max_attempts: 0,
+                max_auth_attempts: 3,
+                connect_timeout: Duration::from_secs(20),
+                frame_timeout: Duration::from_secs(10),
+            },
+            webrtc: WebrtcConfig {
+                enabled: true,
+                udp_addr: "0.0.0.0:8189".into(),
+                public_ips: Vec::new(),
+                ice_servers: Vec::new(),
+                ice_timeout: Duration::from_secs(10),
+            },
             log: LogConfig {
                 filter: "info".into(),
             },
+            filcdn: storage::filcdn::FilcdnConfig::default(),
         }
     }
 }
@@ -152,6 +215,8 @@ default_from_config!(
     HlsConfig.hls,
     RtmpConfig.rtmp,
     LiveConfig.live,
+    RtspConfig.rtsp,
+    WebrtcConfig.webrtc,
     LogConfig.log
 );
 
@@ -200,7 +265,7 @@ impl Config {
                 let toml::Value::Table(t) = table else {
                     continue;
                 };
-                if let Some(slot) = t.get_mut(key) {
+                if let Some(slot) = find_slot(t, key) {
                     *slot = parse_like(slot, val)
                         .with_context(|| format!("environment variable {name}={val:?}"))?;
                     hit = true;
@@ -229,6 +294,21 @@ fn merge(base: &mut toml::Value, over: toml::Value) {
         }
         (b, o) => *b = o,
     }
+}
+
+/// The setting `key` names in `t`: a key of `t`, or `<table>_<key>` of a nested table
+/// (`timeouts_poll_ms` is `[filcdn.timeouts] poll_ms`).
+fn find_slot<'a>(t: &'a mut toml::map::Map<String, toml::Value>, key: &str) -> Option<&'a mut toml::Value> {
+    if t.contains_key(key) {
+        return t.get_mut(key);
+    }
+    t.iter_mut().find_map(|(name, v)| match v {
+        toml::Value::Table(sub) => key
+            .strip_prefix(name.as_str())
+            .and_then(|r| r.strip_prefix('_'))
+            .and_then(|r| find_slot(sub, r)),
+        _ => None,
+    })
 }
 
 /// Parses an environment string as the same TOML type as `like`.
@@ -289,6 +369,28 @@ mod tests {
     fn bad_values_are_errors() {
         assert!(Config::from_parts("", &env(&[("STOREF_UPLOAD_MAX_CHUNK_BYTES", "x")])).is_err());
         assert!(Config::from_parts("[http]\nnope = 1\n", &[]).is_err());
+    }
+
+    #[test]
+    fn filcdn_settings_from_env_including_nested_and_optional() {
+        let c = Config::from_parts(
+            "",
+            &env(&[
+                ("STOREF_FILCDN_ENABLED", "true"),
+                ("STOREF_FILCDN_PRIVATE_KEY", "0x01"),
+                ("STOREF_FILCDN_DATA_SET_ID", "7"),
+                ("STOREF_FILCDN_PROVIDER_ADDRESS", "0xabc"),
+                ("STOREF_FILCDN_TIMEOUTS_POLL_MS", "50"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.filcdn.enabled);
+        assert_eq!(c.filcdn.private_key.expose(), "0x01");
+        assert_eq!(c.filcdn.data_set_id, Some(7));
+        assert_eq!(c.filcdn.provider_address.as_deref(), Some("0xabc"));
+        assert_eq!(c.filcdn.timeouts.poll_ms, 50);
+        assert_eq!(Config::default().filcdn, storage::filcdn::FilcdnConfig::default());
+        assert!(!Config::default().filcdn.enabled);
     }
 
     #[test]

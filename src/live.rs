@@ -56,6 +56,7 @@ impl PublishGate for Gate {
                 cancel: cancel.clone(),
                 done: Some(done_rx),
                 stats: serde_json::Value::Null,
+                keyframe: None,
             });
             true
         });
@@ -103,6 +104,10 @@ async fn run_publish(
         s.take_segmenter(app, &rec)?
     };
     let mut first_run = true;
+    // A segment running well past its target without a keyframe: ask the publisher for one
+    // (browsers over WHIP send keyframes only on request), at most once a second.
+    let overdue = app.cfg.hls.target_duration * 1.25;
+    let mut last_ask: Option<std::time::Instant> = None;
     let result: Result<()> = async {
         loop {
             let ev = tokio::select! {
@@ -123,6 +128,13 @@ async fn run_publish(
                 Some(IngestEvent::Frame(f)) => {
                     if let Err(e) = seg.push(f) {
                         tracing::debug!(stream = %id, error = %e, "frame refused");
+                    }
+                    if seg.open_duration() > overdue
+                        && last_ask.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1))
+                        && app.request_keyframe(id)
+                    {
+                        last_ask = Some(std::time::Instant::now());
+                        tracing::debug!(stream = %id, open = seg.open_duration(), "asked the publisher for a keyframe");
                     }
                     commit_ready(app, id, &mut seg).await?;
                 }
@@ -169,7 +181,7 @@ async fn commit_ready(app: &App, id: &str, seg: &mut Segmenter) -> Result<()> {
     let mut commit = Commit::default();
     packaged.into_commit(&mut rec, seg, &mut commit);
     commit.streams.push(rec);
-    app.db.commit(commit).await?;
+    app.commit(commit).await?;
     Metrics::inc(&app.metrics.segments_written_total, n);
     Metrics::inc(&app.metrics.segment_bytes_total, bytes);
     Ok(())

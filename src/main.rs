@@ -10,8 +10,12 @@ mod files;
 mod ids;
 mod live;
 mod metrics;
+mod pin;
+mod pull;
 mod stop;
 mod upload;
+mod web;
+mod whip_api;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -52,6 +56,14 @@ enum Command {
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
     },
+    /// Print the PieceCIDv2 (FRC-0069) of FILE, as FilBeam URLs name it, to check a pinned
+    /// segment against the network (`-` or /dev/stdin reads standard input).
+    PieceCid {
+        file: PathBuf,
+        /// Print the legacy v1 form (`baga6ea4seaq…`, the old FilCDN URLs) instead.
+        #[arg(long)]
+        v1: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -72,13 +84,24 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
+        Command::PieceCid { file, v1 } => {
+            let file = if file.as_os_str() == "-" {
+                PathBuf::from("/dev/stdin")
+            } else {
+                file
+            };
+            pin::piece_cid_command(&file, v1)
+        }
     }
 }
 
 fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
 }
 
 /// The configured JWT secret, or the one generated on first start and kept in the data
@@ -135,10 +158,12 @@ async fn serve(cfg: config::Config, from: Option<PathBuf>) -> Result<()> {
     let db_dir = cfg.storage.data_dir.join("db");
     let db = storage::Db::open(&db_dir)
         .with_context(|| format!("opening the database in {}", db_dir.display()))?;
+    let whip = start_whip(&cfg).await?;
     let app = app::App::new(
         cfg.clone(),
         db,
         auth::Auth::new(&secret, cfg.auth.leeway_secs),
+        whip,
     );
 
     // Streams that were live when the server went down stay live; their gaps and reconnect
@@ -161,12 +186,18 @@ async fn serve(cfg: config::Config, from: Option<PathBuf>) -> Result<()> {
         }
     }
     live::arm_after_restart(&app, &with_publisher);
+    // Cameras are pulled by storef itself: nobody else would reconnect them.
+    let pulls = pull::resume_after_restart(&app, &live);
+    if pulls > 0 {
+        tracing::info!(pulls, "resumed RTSP pulls");
+    }
     if !live.is_empty() {
         tracing::info!(streams = live.len(), "resumed live streams");
     }
 
     tokio::spawn(upload::gap_ticker(app.clone()));
     tokio::spawn(stop::reconnect_ticker(app.clone()));
+    pin::start(&app).await?;
 
     let listener = tokio::net::TcpListener::bind(&cfg.http.addr)
         .await
@@ -206,7 +237,10 @@ async fn serve(cfg: config::Config, from: Option<PathBuf>) -> Result<()> {
         );
     }
     let router = api::router(app.clone());
-    axum::serve(listener, router)
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down");
@@ -214,6 +248,45 @@ async fn serve(cfg: config::Config, from: Option<PathBuf>) -> Result<()> {
         .await?;
     app.db.flush().await?;
     Ok(())
+}
+
+/// Starts the WHIP UDP task when `[webrtc]` is enabled.
+async fn start_whip(cfg: &config::Config) -> Result<whip_api::Whip> {
+    if !cfg.webrtc.enabled {
+        return Ok(whip_api::Whip(None));
+    }
+    let w = &cfg.webrtc;
+    let wcfg = ingest::whip::WhipConfig {
+        udp_addr: w
+            .udp_addr
+            .parse()
+            .with_context(|| format!("[webrtc] udp_addr {:?}", w.udp_addr))?,
+        public_ips: w
+            .public_ips
+            .iter()
+            .map(|s| s.parse().with_context(|| format!("[webrtc] public_ips: {s:?}")))
+            .collect::<Result<_>>()?,
+        ice_servers: w
+            .ice_servers
+            .iter()
+            .map(|u| ingest::whip::IceServer {
+                url: u.clone(),
+                username: None,
+                credential: None,
+            })
+            .collect(),
+        ice_timeout: w.ice_timeout,
+        ..Default::default()
+    };
+    let (handle, _task) = ingest::whip::WhipServer::start(wcfg)
+        .await
+        .with_context(|| format!("starting WHIP on UDP {}", w.udp_addr))?;
+    tracing::info!(
+        udp = %handle.local_addr(),
+        candidates = ?handle.candidates(),
+        "WHIP: browsers and OBS 30+ publish to http://HOST/api/whip with the streamKey as Bearer token"
+    );
+    Ok(whip_api::Whip(Some(std::sync::Arc::new(handle))))
 }
 
 /// `0.0.0.0:5000` is where storef listens, not an address to give a player: show localhost.

@@ -44,6 +44,13 @@ metrics! {
     frames_dropped_total: "counter", "Video frames dropped before a run's first keyframe.";
     publishes_total: "counter", "Live publishes accepted (RTMP, WHIP, RTSP).";
     publishes_refused_total: "counter", "Live publishes refused.";
+    pins_enqueued_total: "counter", "Files offered to the FilCDN pin queue.";
+    pins_total: "counter", "Files pinned (piece on chain, URL switched to FilBeam).";
+    pin_errors_total: "counter", "Pin-queue writes or pinned-URL updates that failed.";
+    pin_queue_depth: "gauge", "Files in the pin queue not yet pinned.";
+    pins_failing: "gauge", "Files in the pin queue in error backoff.";
+    pin_latency_ms_sum: "counter", "Sum of enqueue-to-pinned latencies (ms); divide by pins_total.";
+    pin_latency_ms_last: "gauge", "Enqueue-to-pinned latency of the last pinned file (ms).";
 }
 
 impl Metrics {

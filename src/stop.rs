@@ -18,6 +18,8 @@ pub fn iso(ms: i64) -> String {
 /// Stops stream `id` (which must be live) and creates its VOD.
 pub async fn stop_stream(app: &App, id: &str) -> Result<VideoRecord> {
     let sess_arc = app.session(id);
+    // A pulled stream: end the pull first, so it does not reconnect once its publisher is gone.
+    crate::pull::stop(id);
     // End a live publisher first and wait until its last segment is committed.
     let done = app.with_live(|m| match m.get_mut(id).and_then(|e| e.publisher.as_mut()) {
         Some(p) => {
@@ -93,13 +95,13 @@ pub async fn stop_stream(app: &App, id: &str) -> Result<VideoRecord> {
     rec.status = StreamStatus::Stopped;
     rec.stopped_at_ms = Some(now_ms());
     rec.video_id = Some(video_id);
-    app.db
-        .commit(Commit {
-            streams: vec![rec],
-            videos: vec![video.clone()],
-            ..Default::default()
-        })
-        .await?;
+    // Through `App::commit`: the VOD MP4 goes to the pin queue once recorded.
+    app.commit(Commit {
+        streams: vec![rec],
+        videos: vec![video.clone()],
+        ..Default::default()
+    })
+    .await?;
     sess.gap_since = None;
     sess.reset_segmenter();
     app.with_live(|m| m.remove(id));
@@ -158,8 +160,11 @@ pub async fn reconnect_ticker(app: App) {
         tick.tick().await;
         let expired: Vec<String> = app.with_live(|m| {
             m.iter()
-                .filter(|(_, e)| {
-                    e.publisher.is_none() && e.left_at.is_some_and(|t| t.elapsed() >= window)
+                .filter(|(id, e)| {
+                    e.publisher.is_none()
+                        && e.left_at.is_some_and(|t| t.elapsed() >= window)
+                        // A camera being retried is not a publisher that left.
+                        && !crate::pull::is_retrying(id)
                 })
                 .map(|(id, _)| id.clone())
                 .collect()

@@ -359,7 +359,7 @@ async fn package_chunk(
         state: state.clone(),
         ..chunk
     });
-    if let Err(e) = app.db.commit(commit).await {
+    if let Err(e) = app.commit(commit).await {
         sess.reset_segmenter();
         return Err(ApiError::internal(e));
     }

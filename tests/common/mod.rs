@@ -26,6 +26,13 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free udp port")
+}
+
 impl Server {
     /// Starts storef with a fresh data directory and extra `STOREF_*` settings.
     pub fn start(extra: &[(&str, &str)]) -> Server {
@@ -43,6 +50,10 @@ impl Server {
             ("STOREF_RTMP_ADDR".into(), format!("127.0.0.1:{rtmp_port}")),
             ("STOREF_STORAGE_DATA_DIR".into(), data.display().to_string()),
             ("STOREF_AUTH_JWT_SECRET".into(), SECRET.into()),
+            (
+                "STOREF_WEBRTC_UDP_ADDR".into(),
+                format!("127.0.0.1:{}", free_udp_port()),
+            ),
             ("RUST_LOG".into(), "info".into()),
         ];
         for (k, v) in extra {

@@ -1,0 +1,35 @@
+//! The page at `/`: go live from the browser over WHIP, watch the HLS beside the preview, stop and
+//! get the VOD. Static files compiled into the binary, so storef stays one file to deploy.
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+fn file(ctype: &'static str, body: &'static [u8]) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, ctype),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+pub async fn index() -> Response {
+    file("text/html; charset=utf-8", include_bytes!("../web/index.html"))
+}
+
+pub async fn app_js() -> Response {
+    file("text/javascript; charset=utf-8", include_bytes!("../web/app.js"))
+}
+
+pub async fn app_css() -> Response {
+    file("text/css; charset=utf-8", include_bytes!("../web/app.css"))
+}
+
+pub async fn hls_js() -> Response {
+    file(
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/vendor/hls.min.js"),
+    )
+}
