@@ -1,18 +1,35 @@
 #!/usr/bin/env bash
-# Runs every storef test on a fresh Debian machine: installs the real clients the tests drive
-# (ffmpeg, ...) when missing, then the Rust tests of the whole workspace, then a bounded fuzz run
-# of each parser of untrusted bytes.
+# Runs every storef test on a fresh Debian machine: installs the real clients and servers the
+# tests drive when missing (ffmpeg, Chromium + puppeteer-core, GStreamer for the RTSP camera and
+# the whipsink publisher, iproute2 for its network namespace), then the Rust tests of the whole
+# workspace, then a bounded fuzz run of each parser of untrusted bytes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=()
-command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
-command -v ffprobe >/dev/null || need_apt+=(ffmpeg)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "== installing Debian packages: ${need_apt[*]}"
+packages=(
+  ffmpeg                                   # publisher (RTMP), chunk cutter, ffprobe checker
+  chromium fonts-liberation                # WHIP publisher, MediaRecorder, hls.js player
+  nodejs npm                               # puppeteer-core drives Chromium
+  iproute2                                 # network namespace for the GStreamer WHIP test
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-nice gstreamer1.0-libav gstreamer1.0-rtsp
+  python3-gi python3-gst-1.0 gir1.2-gst-rtsp-server-1.0   # the RTSP test camera
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+  pkg-config libssl-dev                    # whipsink build; str0m's OpenSSL DTLS
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [ ! -d tests/js/node_modules/puppeteer-core ]; then
+  echo "== npm ci (tests/js)"
+  (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 echo "== cargo test (workspace)"
