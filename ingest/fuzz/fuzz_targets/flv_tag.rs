@@ -1,5 +1,7 @@
 //! FLV tag bodies (`ingest::flv`): the first byte picks audio (even) or video (odd), the rest is
-//! the tag body. Seeds: the first audio/video message bodies of `testdata/rtmp/*.c2s.bin`.
+//! the tag body. Seeds: the first audio/video message bodies of `testdata/rtmp/*.c2s.bin`
+//! (e.g. the ffmpeg5 AVC sequence header, one chunk at capture offset 3820:
+//! `(printf '\x01'; tail -c +3821 ../testdata/rtmp/ffmpeg5_publish.c2s.bin | head -c 52) > corpus/flv_tag/avc`).
 #![no_main]
 
 use bytes::Bytes;

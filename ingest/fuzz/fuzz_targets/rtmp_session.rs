@@ -2,6 +2,10 @@
 //! parsing underneath) after a real publish start: the first input byte picks the capture whose
 //! handshake, commands and sequence headers come first (bit 0: ffmpeg5 / obs29) and the slice
 //! size the rest is fed in (bits 1..). Seeds: the captures' continuations at that point.
+//! Seed (the corpus directory is not committed), e.g.
+//! `(printf '\x00'; tail -c +3892 ../testdata/rtmp/ffmpeg5_publish.c2s.bin | head -c 30000) > corpus/rtmp_session/ffmpeg5`
+//! and `(printf '\x01'; tail -c +3954 ../testdata/rtmp/obs29_publish.c2s.bin | head -c 30000) > corpus/rtmp_session/obs29`;
+//! run with `-max_len=2048` (fast) and `-max_len=65536` (whole frames).
 //! Invariants checked after every feed: video decode times strictly increase, audio decode times
 //! increase (within one track configuration), nothing is emitted after the session closed.
 #![no_main]
