@@ -13,36 +13,12 @@ mod whip_support;
 use ingest::publish::IngestEvent;
 use ingest::whip::{WhipConfig, WhipServer};
 use packager::{Codec, TrackKind};
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use whip_support::{nal_units, require, serve};
+use whip_support::{nal_units, netns_with_veth, plugin_dir, require, serve};
 
 const INNER: &str = "STOREF_WHIP_GST_INNER";
 const SECONDS: u64 = 12;
-
-fn run(cmd: &mut Command) {
-    let st = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(st.success(), "{cmd:?} failed");
-}
-
-/// Deletes the namespace however the test ends.
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn plugin_dir() -> PathBuf {
-    let cache = std::env::var_os("WHIPSINK_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/whipsink"));
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/whip/build-whipsink.sh");
-    run(Command::new("sh").arg(script).arg(&cache));
-    cache.join("target/release")
-}
 
 #[test]
 fn gstreamer_whipsink_publishes_h264_and_opus() {
@@ -52,19 +28,7 @@ fn gstreamer_whipsink_publishes_h264_and_opus() {
     require("ip", "iproute2");
     require("gst-launch-1.0", "gstreamer1.0-tools");
     let plugins = plugin_dir();
-    let ns = Netns(format!("whipgst{}", std::process::id()));
-    let ip = |args: &[&str]| {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &ns.0, "ip"]).args(args);
-        run(&mut c);
-    };
-    run(Command::new("ip").args(["netns", "add", &ns.0]));
-    ip(&["link", "set", "lo", "up"]);
-    ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
-    ip(&["addr", "add", "10.99.0.1/24", "dev", "v0"]);
-    ip(&["addr", "add", "10.99.0.2/24", "dev", "v1"]);
-    ip(&["link", "set", "v0", "up"]);
-    ip(&["link", "set", "v1", "up"]);
+    let ns = netns_with_veth("whipgst");
     let exe = std::env::current_exe().unwrap();
     let st = Command::new("ip")
         .args(["netns", "exec", &ns.0])

@@ -57,6 +57,8 @@ pub struct WhipConfig {
     pub ice_timeout: Duration,
     /// How often [`IngestEvent::Stats`](crate::publish::IngestEvent::Stats) is sent.
     pub stats_interval: Duration,
+    /// SO_RCVBUF of the shared socket, bytes (capped by the kernel's `net.core.rmem_max`).
+    pub udp_recv_buffer: usize,
 }
 
 impl Default for WhipConfig {
@@ -67,6 +69,7 @@ impl Default for WhipConfig {
             ice_servers: Vec::new(),
             ice_timeout: Duration::from_secs(10),
             stats_interval: Duration::from_secs(2),
+            udp_recv_buffer: 8 << 20,
         }
     }
 }

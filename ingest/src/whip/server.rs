@@ -47,7 +47,7 @@ impl WhipServer {
     /// Binds [`WhipConfig::udp_addr`] and spawns the task that owns it. The task ends when every
     /// [`WhipHandle`] is dropped.
     pub async fn start(config: WhipConfig) -> Result<(WhipHandle, JoinHandle<()>), WhipError> {
-        let socket = UdpSocket::bind(config.udp_addr).await?;
+        let socket = bind(config.udp_addr, config.udp_recv_buffer)?;
         let local_addr = socket.local_addr()?;
         let candidates = candidate_addrs(local_addr, &config.public_ips);
         if candidates.is_empty() {
@@ -216,6 +216,26 @@ fn negotiate(
         .accept_offer(offer)
         .map_err(|e| WhipError::Negotiation(e.to_string()))?;
     Ok((rtc, answer.to_sdp_string()))
+}
+
+/// Binds the shared socket with a large receive buffer: every publisher's keyframe burst lands in
+/// this one buffer, and the default (~208 KiB on Linux) overflows when a few dozen IDRs of
+/// 40–100 KiB arrive together, which costs every one of them a keyframe round trip. The kernel caps
+/// the size at `net.core.rmem_max` (the effective size is logged).
+fn bind(addr: SocketAddr, recv_buffer: usize) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol as SockProto, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(SockProto::UDP))?;
+    if let Err(e) = sock.set_recv_buffer_size(recv_buffer) {
+        tracing::warn!(error = %e, "WHIP UDP: cannot set the receive buffer size");
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    tracing::info!(
+        requested = recv_buffer,
+        effective = sock.recv_buffer_size().unwrap_or(0),
+        "WHIP UDP receive buffer"
+    );
+    UdpSocket::from_std(sock.into())
 }
 
 /// 128 random bits as hex, from the OS-seeded SipHash keys of `RandomState` (std seeds each
