@@ -201,9 +201,17 @@ impl ingest::publish::PublishGate for SinkGate {
         tokio::spawn(async move {
             let (mut frames, mut bytes) = (0u64, 0u64);
             while let Some(e) = rx.recv().await {
-                if let ingest::publish::IngestEvent::Frame(f) = e {
-                    frames += 1;
-                    bytes += f.data.len() as u64;
+                match e {
+                    ingest::publish::IngestEvent::Frame(f) => {
+                        frames += 1;
+                        bytes += f.data.len() as u64;
+                    }
+                    ingest::publish::IngestEvent::Tracks(tracks) => {
+                        let codecs: Vec<String> =
+                            tracks.iter().map(|t| t.codec.rfc6381()).collect();
+                        println!("{key}\ttracks {}", codecs.join(","));
+                    }
+                    ingest::publish::IngestEvent::Stats(_) => {}
                 }
             }
             println!("{key}\t{:?}\t{frames} frames\t{bytes} bytes", info.remote);
