@@ -64,6 +64,8 @@ pub struct Session {
     segmenter: Option<Segmenter>,
     /// When the oldest unfilled gap in the chunk sequence was first seen.
     pub gap_since: Option<Instant>,
+    /// The open MediaRecorder run's reader (see `recorder`).
+    pub cont: Option<ingest::upload::ContinuationDemuxer>,
 }
 
 /// Segments and inits written by one packaging step, ready to be committed.
@@ -113,6 +115,7 @@ impl App {
                     id: id.to_string(),
                     segmenter: None,
                     gap_since: None,
+                    cont: None,
                 }))
             })
             .clone()
@@ -214,6 +217,7 @@ impl Session {
     /// Forgets the in-memory segmenter: the next use rebuilds it from the last committed point.
     pub fn reset_segmenter(&mut self) {
         self.segmenter = None;
+        self.cont = None;
     }
 }
 

@@ -298,7 +298,10 @@ fn merge(base: &mut toml::Value, over: toml::Value) {
 
 /// The setting `key` names in `t`: a key of `t`, or `<table>_<key>` of a nested table
 /// (`timeouts_poll_ms` is `[filcdn.timeouts] poll_ms`).
-fn find_slot<'a>(t: &'a mut toml::map::Map<String, toml::Value>, key: &str) -> Option<&'a mut toml::Value> {
+fn find_slot<'a>(
+    t: &'a mut toml::map::Map<String, toml::Value>,
+    key: &str,
+) -> Option<&'a mut toml::Value> {
     if t.contains_key(key) {
         return t.get_mut(key);
     }
@@ -389,7 +392,10 @@ mod tests {
         assert_eq!(c.filcdn.data_set_id, Some(7));
         assert_eq!(c.filcdn.provider_address.as_deref(), Some("0xabc"));
         assert_eq!(c.filcdn.timeouts.poll_ms, 50);
-        assert_eq!(Config::default().filcdn, storage::filcdn::FilcdnConfig::default());
+        assert_eq!(
+            Config::default().filcdn,
+            storage::filcdn::FilcdnConfig::default()
+        );
         assert!(!Config::default().filcdn.enabled);
     }
 

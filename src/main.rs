@@ -12,6 +12,7 @@ mod live;
 mod metrics;
 mod pin;
 mod pull;
+mod recorder;
 mod stop;
 mod upload;
 mod web;
@@ -241,11 +242,11 @@ async fn serve(cfg: config::Config, from: Option<PathBuf>) -> Result<()> {
         listener,
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
-        })
-        .await?;
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
+    .await?;
     app.db.flush().await?;
     Ok(())
 }
@@ -264,7 +265,10 @@ async fn start_whip(cfg: &config::Config) -> Result<whip_api::Whip> {
         public_ips: w
             .public_ips
             .iter()
-            .map(|s| s.parse().with_context(|| format!("[webrtc] public_ips: {s:?}")))
+            .map(|s| {
+                s.parse()
+                    .with_context(|| format!("[webrtc] public_ips: {s:?}"))
+            })
             .collect::<Result<_>>()?,
         ice_servers: w
             .ice_servers

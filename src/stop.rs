@@ -45,6 +45,8 @@ pub async fn stop_stream(app: &App, id: &str) -> Result<VideoRecord> {
             break;
         }
     }
+    // A MediaRecorder run's open segment is part of the stream too.
+    crate::recorder::finish_run(app, &mut sess).await?;
     let mut rec = app.stream(id)?;
     if !rec.is_live() {
         anyhow::bail!("stream {id} is already stopped");

@@ -7,7 +7,7 @@
 //! chunk is durable: packaged and committed, or stored as pending and recorded.
 
 use crate::api::ApiError;
-use crate::app::{drain_outputs, App, Packaged, Session};
+use crate::app::{App, Session};
 use crate::ids::now_ms;
 use crate::metrics::Metrics;
 use anyhow::Context;
@@ -157,21 +157,34 @@ pub fn demux_error(e: DemuxError) -> ApiError {
         DemuxError::UnsupportedCodec { fourcc } => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
-                "unsupported codec {fourcc}: storef ingests H.264 video with AAC or Opus audio"
+                "unsupported codec {fourcc}: storef ingests H.264 video with AAC or Opus audio \
+                 (MediaRecorder: record 'video/mp4;codecs=avc1,opus' or \
+                 'video/webm;codecs=h264,opus')"
             ),
         ),
         DemuxError::NoMediaTracks => bad("video_chunk has no audio or video track"),
         DemuxError::Io(e) => ApiError::internal(e),
-        other => bad(format!("video_chunk is not a valid MP4: {other}")),
+        other => bad(format!("video_chunk cannot be read: {other}")),
     }
 }
 
-/// Checks that the staged file is an MP4 storef can package, without keeping anything.
+/// Checks that the staged file is something storef can package, without keeping anything: a
+/// self-contained MP4/MOV, or a MediaRecorder header blob. Continuation blobs can only be read
+/// with their stream's header and are checked when packaged.
 pub async fn validate(path: &Path) -> Result<(), ApiError> {
     let p = path.to_path_buf();
     tokio::task::spawn_blocking(move || -> Result<(), DemuxError> {
-        let mut f = std::io::BufReader::new(std::fs::File::open(&p)?);
-        ingest::upload::index_mp4(&mut f).map(|_| ())
+        use ingest::upload::ChunkKind;
+        match crate::recorder::classify_file(&p)? {
+            (ChunkKind::Mp4File, _) => {
+                let mut f = std::io::BufReader::new(std::fs::File::open(&p)?);
+                ingest::upload::index_mp4(&mut f).map(|_| ())
+            }
+            (ChunkKind::Fmp4Init | ChunkKind::WebmHeader, Some(b)) => {
+                ingest::upload::ContinuationDemuxer::new_from_header(&b).map(|_| ())
+            }
+            _ => Ok(()),
+        }
     })
     .await
     .map_err(ApiError::internal)?
@@ -300,34 +313,35 @@ async fn package_chunk(
     path: &Path,
     discontinuity: bool,
 ) -> Result<ChunkState, ApiError> {
+    crate::recorder::ensure_run(app, sess, &rec)
+        .await
+        .map_err(ApiError::internal)?;
     let mut seg = sess.take_segmenter(app, &rec).map_err(ApiError::internal)?;
+    let mut cont = sess.cont.take();
+    let mut run = crate::recorder::RunState::from_record(&rec.ingest_state);
     let store = app.store.clone();
     let stream = rec.id.clone();
     let path = path.to_path_buf();
+    let seq = chunk.sequence;
     let dropped_before = seg.dropped_frames();
     let res = tokio::task::spawn_blocking(move || {
-        let r = (|| -> Result<Packaged, ApiError> {
-            let mut f =
-                std::io::BufReader::new(std::fs::File::open(&path).map_err(ApiError::internal)?);
-            let index = ingest::upload::index_mp4(&mut f).map_err(demux_error)?;
-            seg.begin_run(index.tracks.clone(), discontinuity)
-                .map_err(|e| bad(format!("cannot package chunk: {e}")))?;
-            let mut out = Packaged::default();
-            for s in &index.samples {
-                let frame = index.read_frame(&mut f, s).map_err(demux_error)?;
-                seg.push(frame)
-                    .map_err(|e| bad(format!("cannot package chunk: {e}")))?;
-                drain_outputs(&store, &stream, &mut seg, &mut out).map_err(ApiError::internal)?;
-            }
-            seg.flush();
-            drain_outputs(&store, &stream, &mut seg, &mut out).map_err(ApiError::internal)?;
-            Ok(out)
-        })();
-        (seg, r)
+        let r = crate::recorder::package_file(
+            &store,
+            &stream,
+            seq,
+            &path,
+            &mut seg,
+            &mut cont,
+            &mut run,
+            discontinuity,
+        );
+        (seg, cont, run, r)
     })
     .await
     .map_err(ApiError::internal)?;
-    let (seg, packaged) = res;
+    let (seg, cont, run, packaged) = res;
+    rec.ingest_state = run.and_then(|r| serde_json::to_value(r).ok());
+    sess.cont = cont;
     let mut packaged = match packaged {
         Ok(p) => p,
         Err(e) => {

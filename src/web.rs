@@ -16,11 +16,17 @@ fn file(ctype: &'static str, body: &'static [u8]) -> Response {
 }
 
 pub async fn index() -> Response {
-    file("text/html; charset=utf-8", include_bytes!("../web/index.html"))
+    file(
+        "text/html; charset=utf-8",
+        include_bytes!("../web/index.html"),
+    )
 }
 
 pub async fn app_js() -> Response {
-    file("text/javascript; charset=utf-8", include_bytes!("../web/app.js"))
+    file(
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/app.js"),
+    )
 }
 
 pub async fn app_css() -> Response {

@@ -52,7 +52,10 @@ pub async fn post(
     let key = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .ok_or_else(|| {
             ApiError::new(
@@ -96,10 +99,17 @@ pub async fn post(
         }),
     );
     tracing::info!(stream = %stream_id, session = %answer.session_id, remote = %peer, "WHIP session created");
-    let location = format!("{}/api/whip/{}", base_url(&app, &headers), answer.session_id);
+    let location = format!(
+        "{}/api/whip/{}",
+        base_url(&app, &headers),
+        answer.session_id
+    );
     let mut res = (StatusCode::CREATED, answer.answer_sdp).into_response();
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/sdp"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/sdp"),
+    );
     if let Ok(v) = HeaderValue::from_str(&location) {
         h.insert(header::LOCATION, v);
     }
@@ -138,7 +148,10 @@ pub async fn patch(
 pub async fn options() -> Response {
     (
         StatusCode::NO_CONTENT,
-        [(header::HeaderName::from_static("accept-post"), "application/sdp")],
+        [(
+            header::HeaderName::from_static("accept-post"),
+            "application/sdp",
+        )],
     )
         .into_response()
 }
