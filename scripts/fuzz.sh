@@ -10,7 +10,7 @@ for dir in */fuzz; do
   [ -f "$dir/Cargo.toml" ] || continue
   crate="$(dirname "$dir")"
   for target in $(cd "$crate" && cargo fuzz list); do
-    t=$(( secs / 3 )); [ "$target" = mp4_index ] && t=$secs
+    t=$(( secs / 4 )); [ "$target" = mp4_index ] && t=$secs
     echo "== fuzz $crate/$target for ${t}s"
     corpus="$crate/fuzz/corpus/$target"; mkdir -p "$corpus"
     seeds=()
