@@ -29,9 +29,11 @@ async fn chromium_goes_live_from_the_page_and_hls_js_plays_it() {
         .await
         .expect("node");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let r: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap_or(Value::Null);
+    let r: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap_or(Value::Null);
     assert_eq!(
-        r["ok"], true,
+        r["ok"],
+        true,
         "page run failed: {stdout}\n{}\nserver log:\n{}",
         String::from_utf8_lossy(&out.stderr),
         s.log()
@@ -40,8 +42,14 @@ async fn chromium_goes_live_from_the_page_and_hls_js_plays_it() {
     let play = &r["play"];
     assert_eq!(play["errors"], serde_json::json!([]), "hls.js errors: {r}");
     let (t0, t1) = (play["t0"].as_f64().unwrap(), play["t1"].as_f64().unwrap());
-    assert!(t1 > t0 + 1.0, "hls.js currentTime must advance while live: {t0} -> {t1}");
-    assert!(r["vod"].as_str().unwrap_or("").ends_with("/video.mp4"), "{r}");
+    assert!(
+        t1 > t0 + 1.0,
+        "hls.js currentTime must advance while live: {t0} -> {t1}"
+    );
+    assert!(
+        r["vod"].as_str().unwrap_or("").ends_with("/video.mp4"),
+        "{r}"
+    );
 
     // The stream, now stopped: read its playlist whole.
     let list: Value = client()
@@ -62,7 +70,11 @@ async fn chromium_goes_live_from_the_page_and_hls_js_plays_it() {
     assert!(entries.len() >= 6, "20 s at a 2 s target:\n{text}");
     for (k, e) in entries.iter().enumerate() {
         if k + 1 < entries.len() {
-            assert!(e.0 <= 4.0, "segment {k} is {} s: keyframes must be requested:\n{text}", e.0);
+            assert!(
+                e.0 <= 4.0,
+                "segment {k} is {} s: keyframes must be requested:\n{text}",
+                e.0
+            );
         }
     }
     let codecs = ffprobe_json(&pl, &["-show_entries", "stream=codec_type,codec_name"]);
@@ -77,12 +89,26 @@ async fn chromium_goes_live_from_the_page_and_hls_js_plays_it() {
     run(ffmpeg().args(["-xerror", "-i", &pl, "-f", "null", "-"]));
     let dir = tempfile::tempdir().unwrap();
     for (k, e) in entries.iter().enumerate() {
-        let init = download(&s.url(&format!("/api/streams/{id}/{}", e.3)), &dir.path().join("i.mp4")).await;
-        let seg = download(&s.url(&format!("/api/streams/{id}/{}", e.1)), &dir.path().join("s.m4s")).await;
+        let init = download(
+            &s.url(&format!("/api/streams/{id}/{}", e.3)),
+            &dir.path().join("i.mp4"),
+        )
+        .await;
+        let seg = download(
+            &s.url(&format!("/api/streams/{id}/{}", e.1)),
+            &dir.path().join("s.m4s"),
+        )
+        .await;
         let one = dir.path().join(format!("seg{k}.mp4"));
         std::fs::write(&one, [init, seg].concat()).unwrap();
         let pk = packets(one.to_str().unwrap(), "v:0");
-        assert!(!pk.is_empty() && pk[0].1, "segment {k} starts with a keyframe");
+        assert!(
+            !pk.is_empty() && pk[0].1,
+            "segment {k} starts with a keyframe"
+        );
     }
-    assert!(count_packets(&pl, "a:0") > 500, "about 50 Opus packets a second");
+    assert!(
+        count_packets(&pl, "a:0") > 500,
+        "about 50 Opus packets a second"
+    );
 }
