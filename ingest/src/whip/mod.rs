@@ -32,6 +32,7 @@
 pub mod avc;
 pub mod clock;
 pub mod h264;
+pub mod media;
 pub mod sdp;
 mod server;
 mod session;
