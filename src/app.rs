@@ -346,5 +346,6 @@ pub fn new_stream(user: &str, title: Option<String>) -> StreamRecord {
         next_chunk: 0,
         pull: None,
         ingest_state: None,
+        live_protocol: None,
     }
 }

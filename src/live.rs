@@ -100,7 +100,17 @@ async fn run_publish(
     let sess = app.session(id);
     let mut seg = {
         let mut s = sess.lock().await;
-        let rec = app.stream(id)?;
+        let mut rec = app.stream(id)?;
+        let protocol = app.publisher_protocol(id).map(str::to_string);
+        if rec.live_protocol != protocol {
+            rec.live_protocol = protocol;
+            app.db
+                .commit(Commit {
+                    streams: vec![rec.clone()],
+                    ..Default::default()
+                })
+                .await?;
+        }
         s.take_segmenter(app, &rec)?
     };
     let mut first_run = true;

@@ -182,7 +182,7 @@ async fn serve(cfg: config::Config, from: Option<PathBuf>) -> Result<()> {
         {
             sess.gap_since = Some(std::time::Instant::now());
         }
-        if s.ingest_state.is_some() {
+        if s.live_protocol.is_some() && s.pull.is_none() {
             with_publisher.push(s.id.clone());
         }
     }

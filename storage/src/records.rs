@@ -39,9 +39,13 @@ pub struct StreamRecord {
     /// returned by the API.
     #[serde(default)]
     pub pull: Option<serde_json::Value>,
-    /// Protocol-specific state that must survive a restart (MediaRecorder header and carry bytes).
+    /// Protocol-specific state that must survive a restart (an open MediaRecorder run).
     #[serde(default)]
     pub ingest_state: Option<serde_json::Value>,
+    /// The protocol of the last live publisher (`rtmp`, `whip`, `rtsp`): after a restart such a
+    /// stream waits one reconnect window for its publisher to come back.
+    #[serde(default)]
+    pub live_protocol: Option<String>,
 }
 
 impl StreamRecord {
