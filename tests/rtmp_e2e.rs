@@ -194,3 +194,42 @@ async fn reconnect_inside_the_window_continues_and_expiry_stops() {
     // The stopped stream's key is refused.
     assert!(!push(&clip, &url).wait().unwrap().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_publishing_keeps_segments_and_the_stream() {
+    require_tool("ffmpeg");
+    let dir = tempfile::tempdir().unwrap();
+    let clip = make_clip(dir.path(), "clip.mp4", 8);
+    let s = Server::start(&[("STOREF_LIVE_RECONNECT_WINDOW", "60s")]);
+    let tok = token("rtmp-user", 3600);
+    let started = start_stream(&s, &tok).await;
+    let id = started["streamId"].as_str().unwrap().to_string();
+    let url = format!(
+        "{}/{}",
+        started["rtmpUrl"].as_str().unwrap(),
+        started["streamKey"].as_str().unwrap()
+    );
+    let mut child = push(&clip, &url);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let pl = s.url(&format!("/api/streams/{id}/live.m3u8"));
+    let before = playlist_entries(&get_text(&pl).await.1);
+    assert!(!before.is_empty(), "segments listed after 5 s");
+    let s = s.restart(&[("STOREF_LIVE_RECONNECT_WINDOW", "60s")]);
+    let _ = child.wait();
+    let after = playlist_entries(&get_text(&pl).await.1);
+    assert!(after.len() >= before.len());
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "acknowledged segments unchanged"
+    );
+    let st = status(&s, &tok, &id).await;
+    assert_eq!(st["stream"]["status"], "live", "{st}");
+    // The publisher comes back: same playlist, after a discontinuity.
+    assert!(push(&clip, &url).wait().unwrap().success());
+    let again = playlist_entries(&get_text(&pl).await.1);
+    assert!(again.len() > after.len());
+    assert!(again[after.len()].2, "the reconnect starts a discontinuity");
+    stop(&s, &tok, &id).await;
+    run(ffmpeg().args(["-xerror", "-i", &pl, "-f", "null", "-"]));
+}
