@@ -1,5 +1,6 @@
 //! The page at `/`: go live from the browser over WHIP, watch the HLS beside the preview, stop and
-//! get the VOD. Static files compiled into the binary, so storef stays one file to deploy.
+//! get the VOD; and `/recorder`, the MediaRecorder chunk-upload example. Static files compiled into
+//! the binary, so storef stays one file to deploy.
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -37,5 +38,20 @@ pub async fn hls_js() -> Response {
     file(
         "text/javascript; charset=utf-8",
         include_bytes!("../web/vendor/hls.min.js"),
+    )
+}
+
+/// The MediaRecorder example page for front-ends migrating from the old server (issue 7).
+pub async fn recorder() -> Response {
+    file(
+        "text/html; charset=utf-8",
+        include_bytes!("../web/recorder.html"),
+    )
+}
+
+pub async fn recorder_js() -> Response {
+    file(
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/recorder.js"),
     )
 }
