@@ -35,7 +35,13 @@ fn whole_counts(files: &[PathBuf], ext: &str) -> (u64, u64, f64) {
 }
 
 /// Runs `tests/js/recorder_e2e.mjs` for one format; returns its JSON report.
-async fn record_with_page(s: &Server, tok: &str, format: &str, out: &Path) -> Value {
+async fn record_with_page(
+    s: &Server,
+    tok: &str,
+    format: &str,
+    out: &Path,
+    lose_answer: Option<u32>,
+) -> Value {
     let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
     let run = tokio::process::Command::new("node")
         .arg(js.join("recorder_e2e.mjs"))
@@ -45,6 +51,7 @@ async fn record_with_page(s: &Server, tok: &str, format: &str, out: &Path) -> Va
         .arg(SECONDS.to_string())
         .arg(out)
         .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("recorder-{format}.png")))
+        .args(lose_answer.map(|n| n.to_string()))
         .output()
         .await
         .expect("node");
@@ -61,9 +68,11 @@ async fn record_with_page(s: &Server, tok: &str, format: &str, out: &Path) -> Va
     r
 }
 
-async fn check_format(s: &Server, tok: &str, format: &str, mime: &str) {
+/// Records `format` with the page and checks the upload answers and the HLS. With `lose_answer`,
+/// the answer to that upload request (1-based) is lost after storef handled it.
+async fn check_format(s: &Server, tok: &str, format: &str, mime: &str, lose_answer: Option<u32>) {
     let dir = tempfile::tempdir().unwrap();
-    let r = record_with_page(s, tok, format, dir.path()).await;
+    let r = record_with_page(s, tok, format, dir.path(), lose_answer).await;
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("recorder-{format}.png"));
     assert!(
         shot.exists(),
@@ -86,6 +95,18 @@ async fn check_format(s: &Server, tok: &str, format: &str, mime: &str) {
     for (i, u) in uploads.iter().enumerate() {
         assert_eq!(u["seq"], i as u64, "{r}");
         assert_eq!(u["status"], 200, "{format} blob {i}: {u}");
+        // Only the blob whose answer was lost is sent twice; storef recognises the same bytes.
+        let lost = lose_answer == Some(i as u32 + 1);
+        assert_eq!(u["attempts"], if lost { 2 } else { 1 }, "{r}");
+        assert_eq!(u["duplicate"], lost, "{r}");
+    }
+    if let Some(n) = lose_answer {
+        assert_eq!(
+            r["lost"],
+            serde_json::json!([{"request": n, "status": 200}]),
+            "{r}"
+        );
+        assert_eq!(r["retries"], 1, "{r}");
     }
     let files: Vec<PathBuf> = r["blobs"]
         .as_array()
@@ -203,6 +224,7 @@ async fn chromium_mediarecorder_page_uploads_mp4_and_webm_chunks() {
     );
     let s = Server::start(&[("STOREF_HLS_TARGET_DURATION", "2")]);
     let tok = token("recorder-page", 3600);
-    check_format(&s, &tok, "mp4", "video/mp4;codecs=avc1,opus").await;
-    check_format(&s, &tok, "webm", "video/webm;codecs=h264,opus").await;
+    check_format(&s, &tok, "mp4", "video/mp4;codecs=avc1,opus", None).await;
+    // The answer to the third upload is lost on the way back: the page resends the same bytes.
+    check_format(&s, &tok, "webm", "video/webm;codecs=h264,opus", Some(3)).await;
 }

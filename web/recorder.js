@@ -29,7 +29,7 @@
     queue: [], // { seq, blob } not yet acknowledged, in order
     pumping: false,
     drained: [], // resolvers waiting for the queue to empty
-    uploads: [], // { seq, bytes, status, attempts, answer } per acknowledged (or refused) blob
+    uploads: [], // { seq, bytes, status, attempts, answer, duplicate } per acknowledged (or refused) blob
     retries: 0,
     bytes: 0,
     segments: 0,
@@ -239,7 +239,7 @@
       if (res) {
         const json = await readJson(res);
         if (res.ok) {
-          state.uploads.push({ seq, bytes: blob.size, status: res.status, attempts: attempt, answer: json && json.status });
+          state.uploads.push({ seq, bytes: blob.size, status: res.status, attempts: attempt, answer: json && json.status, duplicate: !!(json && json.duplicate) });
           state.bytes += blob.size;
           if (json && typeof json.segments === 'number') state.segments += json.segments;
           else if (json && Array.isArray(json.segments)) state.segments += json.segments.length;

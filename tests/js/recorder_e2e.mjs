@@ -2,14 +2,16 @@
 // the format, record the fake camera for SECONDS while the page uploads each 2 s blob, check that
 // the page's hls.js player advances while live, then stop. Every blob the recorder produced is
 // also written to OUT_DIR/blob_NNN.{mp4,webm} so the caller can probe them concatenated.
-// usage: node recorder_e2e.mjs BASE_URL TOKEN FORMAT(mp4|webm) SECONDS OUT_DIR SCREENSHOT_PATH
+// With LOSE_ANSWER = n, the answer to the n-th upload request (1-based) is replaced by a connection
+// reset after storef has handled it, as a dropped connection would: the page must retry.
+// usage: node recorder_e2e.mjs BASE_URL TOKEN FORMAT(mp4|webm) SECONDS OUT_DIR SCREENSHOT_PATH [LOSE_ANSWER]
 // Prints one JSON line with what it saw.
 import puppeteer from 'puppeteer-core';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const [base, token, format, seconds, outDir, shot] = process.argv.slice(2);
+const [base, token, format, seconds, outDir, shot, loseAnswer] = process.argv.slice(2);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const browser = await puppeteer.launch({
   protocolTimeout: 60000,
@@ -33,6 +35,22 @@ try {
     writeFileSync(join(outDir, name), Buffer.from(b64, 'base64'));
     out.blobs.push(name);
   });
+  if (loseAnswer) {
+    // The DevTools Fetch domain pauses each upload at its response: the server has answered.
+    const cdp = await page.createCDPSession();
+    let n = 0;
+    out.lost = [];
+    cdp.on('Fetch.requestPaused', async (ev) => {
+      n += 1;
+      if (n === Number(loseAnswer)) {
+        out.lost.push({ request: n, status: ev.responseStatusCode });
+        await cdp.send('Fetch.failRequest', { requestId: ev.requestId, errorReason: 'ConnectionReset' });
+      } else {
+        await cdp.send('Fetch.continueRequest', { requestId: ev.requestId });
+      }
+    });
+    await cdp.send('Fetch.enable', { patterns: [{ urlPattern: '*/upload', requestStage: 'Response' }] });
+  }
   await page.goto(base + '/recorder');
   await page.type('#token-input', token);
   await page.click('#signin-form button[type=submit]');
@@ -74,7 +92,7 @@ try {
     const st = window.storefRecorder;
     await Promise.all(st.saves);
     return {
-      uploads: st.uploads.map(({ seq, bytes, status, attempts, answer }) => ({ seq, bytes, status, attempts, answer })),
+      uploads: st.uploads.map(({ seq, bytes, status, attempts, answer, duplicate }) => ({ seq, bytes, status, attempts, answer, duplicate })),
       retries: st.retries,
       produced: st.nextSeq,
       pageError: document.getElementById('studio-error').textContent,
