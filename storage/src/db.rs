@@ -211,6 +211,57 @@ impl Db {
         self.get(&video_key(id))
     }
 
+    /// Every stream (to re-offer unpinned files to the pin queue at start-up).
+    pub fn streams(&self) -> Result<Vec<StreamRecord>> {
+        self.scan(b"s/")
+    }
+
+    /// Sets a segment's CDN URL. Blocking (sled's own flush): the pin worker's callback is
+    /// synchronous and must not return before the URL is durable. False if there is no record.
+    pub fn set_segment_remote_url(&self, stream: &str, seq: u64, url: &str) -> Result<bool> {
+        self.set_remote_url::<SegmentRecord>(&segment_key(stream, seq), |r| {
+            r.remote_url = Some(url.to_string())
+        })
+    }
+
+    /// Sets an init segment's CDN URL (see [`Db::set_segment_remote_url`]).
+    pub fn set_init_remote_url(&self, stream: &str, id: u32, url: &str) -> Result<bool> {
+        self.set_remote_url::<InitRecord>(&init_key(stream, id), |r| {
+            r.remote_url = Some(url.to_string())
+        })
+    }
+
+    /// Sets a VOD's CDN URL (see [`Db::set_segment_remote_url`]).
+    pub fn set_video_remote_url(&self, id: &str, url: &str) -> Result<bool> {
+        self.set_remote_url::<VideoRecord>(&video_key(id), |r| r.remote_url = Some(url.to_string()))
+    }
+
+    /// Read-modify-write with compare-and-swap, so a concurrent writer of the same record is
+    /// never overwritten with a stale copy.
+    fn set_remote_url<T: Serialize + DeserializeOwned>(
+        &self,
+        key: &[u8],
+        set: impl Fn(&mut T),
+    ) -> Result<bool> {
+        loop {
+            let Some(old) = self.main.get(key)? else {
+                return Ok(false);
+            };
+            let mut rec: T = decode(key, &old)?;
+            set(&mut rec);
+            let new = encode(&rec)?;
+            if self
+                .main
+                .compare_and_swap(key, Some(&old), Some(new))?
+                .is_ok()
+            {
+                break;
+            }
+        }
+        self.db.flush()?;
+        Ok(true)
+    }
+
     /// Replaces one segment record (the pinner swapping in a CDN URL).
     pub async fn put_segment(&self, s: &SegmentRecord) -> Result<()> {
         self.main

@@ -40,8 +40,46 @@ impl<'de> Deserialize<'de> for Secret {
 }
 
 impl Serialize for Secret {
+    /// An empty key serializes as `""` so that the server's config defaults survive a round
+    /// trip through `toml::Value` (its environment-override mechanism) without becoming a key.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("<redacted>")
+        s.serialize_str(if self.is_empty() { "" } else { "<redacted>" })
+    }
+}
+
+/// `Option<T>` as a TOML-friendly value: `None` is `""` rather than an absent key (TOML has no
+/// null), so every key exists in the server's defaults and can be overridden from the
+/// environment (`STOREF_FILCDN_DATA_SET_ID=7`, a string) as well as written `data_set_id = 7`.
+mod empty_is_none {
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+    use std::{fmt::Display, str::FromStr};
+
+    pub fn serialize<T: Display, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_str(&v.to_string()),
+            None => s.serialize_str(""),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(u64),
+        Str(String),
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        match Option::<Raw>::deserialize(d)? {
+            None => Ok(None),
+            Some(Raw::Int(n)) => n.to_string().parse().map(Some).map_err(D::Error::custom),
+            Some(Raw::Str(s)) if s.trim().is_empty() => Ok(None),
+            Some(Raw::Str(s)) => s.trim().parse().map(Some).map_err(D::Error::custom),
+        }
     }
 }
 
@@ -108,6 +146,7 @@ pub struct FilcdnConfig {
     pub provider_url: String,
     /// The provider's payee address; signed into `CreateDataSet`. Needed only when storef
     /// creates the data set itself.
+    #[serde(with = "empty_is_none")]
     pub provider_address: Option<String>,
     /// The payer's secp256k1 key, hex. Load it from a file or the environment.
     pub private_key: Secret,
@@ -116,7 +155,9 @@ pub struct FilcdnConfig {
     pub warm_storage_address: String,
     /// An existing data set; with it, `client_data_set_id` (its nonce chosen at creation) is
     /// required too. Absent: storef creates one (with `withCDN`) and remembers it in sled.
+    #[serde(with = "empty_is_none")]
     pub data_set_id: Option<u64>,
+    #[serde(with = "empty_is_none")]
     pub client_data_set_id: Option<u64>,
     /// Retrieval URL. `{payer}` = payer address, `{cid}` / `{pieceCidV2}` = PieceCIDv2,
     /// `{pieceCidV1}` = legacy v1 CID. Empty = FilBeam for the network; the legacy FilCDN form
@@ -234,5 +275,24 @@ mod tests {
         assert_eq!(cfg.warm_storage(), Network::Mainnet.default_warm_storage());
         let shown = format!("{cfg:?} {}", serde_json::to_string(&cfg).unwrap());
         assert!(!shown.contains("deadbeef"), "{shown}");
+    }
+
+    #[test]
+    fn defaults_round_trip_through_toml_and_optionals_accept_strings() {
+        let d = FilcdnConfig::default();
+        let v = toml::Value::try_from(&d).unwrap();
+        let t = v.as_table().unwrap();
+        assert_eq!(t["private_key"].as_str(), Some(""));
+        assert_eq!(t["data_set_id"].as_str(), Some(""));
+        assert_eq!(v.try_into::<FilcdnConfig>().unwrap(), d);
+        // What the server's env override produces: strings in place of the "" defaults.
+        let cfg: FilcdnConfig = toml::from_str(
+            "data_set_id = \"7\"\nclient_data_set_id = 9\nprovider_address = \"0xab\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.data_set_id, Some(7));
+        assert_eq!(cfg.client_data_set_id, Some(9));
+        assert_eq!(cfg.provider_address.as_deref(), Some("0xab"));
+        assert!(toml::from_str::<FilcdnConfig>("data_set_id = \"x\"").is_err());
     }
 }
