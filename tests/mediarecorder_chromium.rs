@@ -135,6 +135,11 @@ async fn check_format(s: &Server, tok: &str, format: &str, mime: &str, lose_answ
         t1 > t0 + 1.0,
         "{format}: hls.js currentTime must advance while live: {t0} -> {t1}"
     );
+    assert_eq!(
+        (play["width"].as_u64(), play["height"].as_u64()),
+        (Some(1280), Some(720)),
+        "hls.js shows the camera's picture: {r}"
+    );
     assert!(r["vod"].as_str().unwrap_or("").starts_with("http"), "{r}");
 
     // The stream is stopped: its playlist is read whole.
