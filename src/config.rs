@@ -400,6 +400,21 @@ mod tests {
     }
 
     #[test]
+    fn shipped_filcdn_section_uncommented_is_the_defaults() {
+        let text = include_str!("../config.toml");
+        let start = text.find("# [filcdn]").expect("commented [filcdn] section");
+        let section: String = text[start..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::from_parts(&section, &[]).unwrap();
+        assert_eq!(c.filcdn, storage::filcdn::FilcdnConfig::default());
+        assert!(section.contains("backoff_max_ms = 300000"), "{section}");
+    }
+
+    #[test]
     fn shipped_config_toml_is_the_defaults() {
         let text = include_str!("../config.toml");
         let c = Config::from_parts(text, &[]).unwrap();
