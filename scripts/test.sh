@@ -32,6 +32,10 @@ if [ ! -d tests/js/node_modules/puppeteer-core ]; then
   (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# GStreamer's whipsink is built from crates.io by the WHIP test on first use (about 90 s on an
+# idle machine); keep it outside the clone so later runs on this machine reuse it.
+export WHIPSINK_CACHE="${WHIPSINK_CACHE:-$HOME/.cache/storef-whipsink}"
+
 echo "== cargo test (workspace)"
 cargo test --workspace --all-targets -- --test-threads=2
 cargo test --workspace --doc
