@@ -9,7 +9,6 @@ cd "$(dirname "$0")/.."
 packages=(
   ffmpeg                                   # publisher (RTMP), chunk cutter, ffprobe checker
   chromium fonts-liberation                # WHIP publisher, MediaRecorder, hls.js player
-  nodejs npm                               # puppeteer-core drives Chromium
   iproute2                                 # network namespace for the GStreamer WHIP test
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-nice gstreamer1.0-libav gstreamer1.0-rtsp
@@ -21,6 +20,10 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js drives Chromium (puppeteer-core); the machine image may bring its own node and npm,
+# which Debian's npm package would conflict with.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
