@@ -534,7 +534,18 @@ async fn live_playlist(State(app): State<App>, Path(id): Path<String>) -> ApiRes
         media_sequence: 0,
         segments,
     };
-    Ok(playlist_response(p.render(), rec.is_live()))
+    let settled = pins_settled(&app, &p.segments);
+    Ok(playlist_response(p.render(), rec.is_live() || !settled))
+}
+
+/// Whether a stopped stream's playlist is final: with FilCDN pinning on, its URIs still switch
+/// to FilBeam (and local copies may be pruned) until every file is pinned, so it must not be
+/// cached as immutable before that.
+fn pins_settled(app: &App, segments: &[PlaylistSegment]) -> bool {
+    app.pins.get().is_none()
+        || segments
+            .iter()
+            .all(|s| s.uri.starts_with("http") && s.init_uri.starts_with("http"))
 }
 
 fn find_video(app: &App, id: &str) -> ApiResult<storage::VideoRecord> {
@@ -583,7 +594,8 @@ async fn vod_playlist(State(app): State<App>, Path(id): Path<String>) -> ApiResu
         media_sequence: 0,
         segments: playlist_segments(&app, &v.stream_id, &prefix)?,
     };
-    Ok(playlist_response(p.render(), false))
+    let settled = pins_settled(&app, &p.segments);
+    Ok(playlist_response(p.render(), !settled))
 }
 
 async fn metrics(State(app): State<App>) -> Response {

@@ -259,6 +259,17 @@ async fn live_upload_pins_segments_and_vod_through_an_outage() {
     assert_eq!(cid_of(&local), vod_url.rsplit('/').next().unwrap());
     // The stopped stream's playlist, too, lists only FilBeam URLs.
     let all = wait_all_remote(&s, &fake, &id, Duration::from_secs(5)).await;
+    // …and so does the VOD playlist, now cacheable for good.
+    let r = client()
+        .get(s.url(&format!("/api/videos/{video_id}/index.m3u8")))
+        .send()
+        .await
+        .unwrap();
+    let cache = r.headers()["cache-control"].to_str().unwrap().to_string();
+    assert!(cache.contains("immutable"), "{cache}");
+    let vod_uris = uris(&r.text().await.unwrap());
+    assert!(!vod_uris.is_empty());
+    assert!(vod_uris.iter().all(|u| all.contains(u)), "{vod_uris:?}");
 
     assert_eq!(fake.data_set_count(), 1);
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
