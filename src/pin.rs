@@ -306,6 +306,10 @@ pub async fn start(app: &App) -> Result<()> {
             "filcdn: queued files recorded before the last shutdown"
         );
     }
+    // The worker would delete every file once pinned; the server prunes itself (see
+    // [`prune`]) because a live stream's segments are still needed to build its VOD.
+    let mut cfg = cfg;
+    cfg.keep_local_after_pin = true;
     let a = app.clone();
     tokio::spawn(async move {
         let app2 = a.clone();

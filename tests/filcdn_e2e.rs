@@ -144,10 +144,14 @@ async fn check_pinned(s: &Server, fake: &FakePdp, id: &str, uris: &[String]) {
         assert_eq!(r.status(), 200, "GET {u}");
         let body = r.bytes().await.unwrap();
         assert_eq!(cid_of(&body), cid, "{u} does not re-hash to its CID");
-        assert_eq!(
-            local.get(cid).map(Vec::as_slice),
-            Some(&body[..]),
-            "{u} differs from every local file"
+        assert!(
+            local.get(cid).is_some_and(|l| l[..] == body[..]),
+            "{u} differs from every local file {:?}; log:\n{}",
+            local
+                .iter()
+                .map(|(c, b)| (c.clone(), b.len()))
+                .collect::<Vec<_>>(),
+            s.log()
         );
         assert_eq!(
             fake.adds_of(cid),
@@ -343,21 +347,48 @@ async fn kill9_mid_queue_then_restart_pins_each_file_once() {
     }
     let p = status(&s, &tok, &id).await["pins"].clone();
     assert!(p["pending"].as_u64().unwrap() > 0, "not mid-queue: {p}");
-    let s = s.restart(&refs(&env));
+    // Restarted with local copies pruned once pinned (segments only after the stop).
+    let mut env2 = env.clone();
+    env2.push(("STOREF_FILCDN_KEEP_LOCAL_AFTER_PIN".into(), "false".into()));
+    let s = s.restart(&refs(&env2));
     let all = wait_all_remote(&s, &fake, &id, Duration::from_secs(60)).await;
     check_pinned(&s, &fake, &id, &all).await;
+    let files = local_files(&s, &id).len();
     let p = status(&s, &tok, &id).await["pins"].clone();
     assert_eq!(p["pending"].as_u64(), Some(0), "{p}");
+    assert_eq!(p["pinned"].as_u64(), Some(files as u64), "{p}");
+
+    let r = client()
+        .post(s.url(&format!("/api/streams/{id}/stop")))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !status(&s, &tok, &id).await["videoUrl"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with(&fake.url())
+    {
+        assert!(Instant::now() < deadline, "VOD not pinned");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(local_files(&s, &id).len(), 0, "local copies not pruned");
     assert_eq!(
-        p["pinned"].as_u64(),
-        Some(local_files(&s, &id).len() as u64),
-        "{p}"
+        std::fs::read_dir(s.data.join("videos")).unwrap().count(),
+        0,
+        "VOD mp4 not pruned"
     );
+    // Still fully playable from the provider.
+    for u in wait_all_remote(&s, &fake, &id, Duration::from_secs(5)).await {
+        assert_eq!(client().get(&u).send().await.unwrap().status(), 200, "{u}");
+    }
     assert_eq!(fake.data_set_count(), 1);
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
     eprintln!(
-        "after kill -9: {} files pinned once each; provider saw {} uploads, {} add calls",
-        all.len(),
+        "after kill -9: {} files pinned once each (+ the VOD); provider saw {} uploads, {} add calls",
+        files,
         fake.total_uploads(),
         fake.add_calls()
     );
