@@ -190,7 +190,7 @@ async fn uploads_through_queue_are_pinned_exactly_once() {
     assert!(!queue.enqueue(items[3].clone()).await.unwrap());
     let seen = Seen::default();
     let worker = spawn_pinner(&queue, &cfg, &seen);
-    wait_all_pinned(&queue, items.len(), Duration::from_secs(30)).await;
+    wait_all_pinned(&queue, items.len(), Duration::from_secs(120)).await;
     // Let the final notifications land.
     tokio::time::sleep(Duration::from_millis(100)).await;
     worker.abort();
@@ -223,7 +223,7 @@ async fn provider_down_then_up_loses_nothing() {
     assert!(c.failed > 0, "{c:?}");
     assert!(c.last_error.is_some(), "{c:?}");
     fake.restart().await;
-    wait_all_pinned(&queue, items.len(), Duration::from_secs(30)).await;
+    wait_all_pinned(&queue, items.len(), Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     worker.abort();
     check_pinned_once(&queue, &fake, &items, &seen).await;
@@ -280,7 +280,7 @@ async fn crash_mid_queue_and_reopen_pins_each_exactly_once() {
     assert!(kills_with_batch_in_flight >= 2, "{progress:?}");
     let (_db, queue) = open_queue(&db_path);
     let worker = spawn_pinner(&queue, &cfg, &seen);
-    wait_all_pinned(&queue, items.len(), Duration::from_secs(40)).await;
+    wait_all_pinned(&queue, items.len(), Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     worker.abort();
     check_pinned_once(&queue, &fake, &items, &seen).await;
@@ -304,7 +304,7 @@ async fn throttling_errors_slow_parking_and_rejected_tx_are_retried() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     fake.fail_next(3, 500);
-    wait_all_pinned(&queue, items.len(), Duration::from_secs(30)).await;
+    wait_all_pinned(&queue, items.len(), Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     worker.abort();
     check_pinned_once(&queue, &fake, &items, &seen).await;
@@ -386,7 +386,7 @@ async fn crash_after_add_sent_before_answer_stored_adds_once() {
     fake.delay_add_answers(None);
     let (_db, queue) = open_queue(&db_path);
     let worker = spawn_pinner(&queue, &cfg, &seen);
-    wait_all_pinned(&queue, items.len(), Duration::from_secs(20)).await;
+    wait_all_pinned(&queue, items.len(), Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     worker.abort();
     check_pinned_once(&queue, &fake, &items, &seen).await;
