@@ -10,6 +10,14 @@
 //! (first tag's send time + its FLV timestamp). A publisher whose lag ever exceeded `--behind-ms`
 //! "fell behind": the server (or the network) did not take its media at real-time pace. The exit
 //! status is 0 when every publisher connected and none fell behind, 1 otherwise.
+//!
+//! `--latency-playlist TEMPLATE` (`{key}`, `{id}` from `--ids`, `{index}` substituted; an
+//! `http://` URL or a file path) also measures, for `--latency-sample` publishers spread over the
+//! N, the time from each segment-closing keyframe being sent to its segment being listed there
+//! (see `rtmp_load_latency/probe.rs`), and prints a `latency` line.
+
+#[path = "rtmp_load_latency/probe.rs"]
+mod latency;
 
 use bytes::Bytes;
 use ingest::flv::file::{read_flv, FileTag};
@@ -26,12 +34,19 @@ struct Args {
     ramp: Duration,
     behind: Duration,
     json: bool,
+    latency_playlist: Option<String>,
+    ids: Vec<String>,
+    latency_sample: usize,
+    poll: Duration,
+    target_ms: u32,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: rtmp_load --url rtmp://HOST:PORT/APP --flv FILE (--keys K1,K2 | --count N [--key-prefix P])\n\
          \x20                [--loops N] [--ramp-ms MS] [--behind-ms MS] [--json]\n\
+         \x20                [--latency-playlist TEMPLATE [--ids ID1,ID2] [--latency-sample K]\n\
+         \x20                 [--poll-ms 5] [--target-ms 2000]]\n\
          \x20      rtmp_load --serve HOST:PORT"
     );
     std::process::exit(2)
@@ -46,6 +61,11 @@ fn parse_args() -> Args {
         ramp: Duration::from_millis(20),
         behind: Duration::from_millis(1000),
         json: false,
+        latency_playlist: None,
+        ids: Vec::new(),
+        latency_sample: 5,
+        poll: Duration::from_millis(5),
+        target_ms: 2000,
     };
     let mut count = None;
     let mut prefix = "load".to_string();
@@ -66,6 +86,13 @@ fn parse_args() -> Args {
                 a.behind = Duration::from_millis(value().parse().unwrap_or_else(|_| usage()))
             }
             "--json" => a.json = true,
+            "--latency-playlist" => a.latency_playlist = Some(value()),
+            "--ids" => a.ids = value().split(',').map(str::to_string).collect(),
+            "--latency-sample" => a.latency_sample = value().parse().unwrap_or_else(|_| usage()),
+            "--poll-ms" => {
+                a.poll = Duration::from_millis(value().parse().unwrap_or_else(|_| usage()))
+            }
+            "--target-ms" => a.target_ms = value().parse().unwrap_or_else(|_| usage()),
             _ => usage(),
         }
     }
@@ -111,6 +138,7 @@ async fn publisher(
     tags: std::sync::Arc<Vec<FileTag>>,
     loops: u32,
     behind: Duration,
+    mut clock: Option<latency::KeyframeClock>,
 ) -> Report {
     let mut report = Report {
         key: key.clone(),
@@ -154,6 +182,9 @@ async fn publisher(
                 break;
             }
             report.tags += 1;
+            if let (9, Some(c)) = (tag.tag_type, clock.as_mut()) {
+                c.on_video_sent(ts, &tag.body, Instant::now());
+            }
             lags.push(Instant::now().saturating_duration_since(due));
         }
         if report.error.is_some() {
@@ -285,7 +316,24 @@ async fn main() {
         args.loops
     );
     let mut handles = Vec::new();
-    for key in &args.keys {
+    let mut probes = Vec::new();
+    let n = args.keys.len();
+    let k = args.latency_sample.min(n);
+    let sampled: Vec<usize> = (0..k).map(|j| j * n / k.max(1)).collect();
+    for (i, key) in args.keys.iter().enumerate() {
+        let clock = match &args.latency_playlist {
+            Some(t) if sampled.contains(&i) => {
+                let url = t
+                    .replace("{key}", key)
+                    .replace("{index}", &i.to_string())
+                    .replace("{id}", args.ids.get(i).map_or("", String::as_str));
+                let (clock, task) =
+                    latency::watch(url, args.target_ms, args.poll, Duration::from_secs(10));
+                probes.push(task);
+                Some(clock)
+            }
+            _ => None,
+        };
         handles.push(tokio::spawn(publisher(
             addr,
             app.clone(),
@@ -293,6 +341,7 @@ async fn main() {
             tags.clone(),
             args.loops,
             args.behind,
+            clock,
         )));
         tokio::time::sleep(args.ramp).await;
     }
@@ -304,6 +353,12 @@ async fn main() {
                 error: Some(e.to_string()),
                 ..Report::default()
             }),
+        }
+    }
+    let mut samples = Vec::new();
+    for p in probes {
+        if let Ok(s) = p.await {
+            samples.push(s);
         }
     }
     let failed = reports
@@ -343,6 +398,23 @@ async fn main() {
                 r.lag_max_ms,
                 r.final_lag_ms,
                 status
+            );
+        }
+        if args.latency_playlist.is_some() {
+            let s = latency::summary(&samples);
+            println!(
+                "latency\tstreams\tsamples\tp50_ms\tp99_ms\tmax_ms\tunlisted\tpoll_errors\tpolls"
+            );
+            println!(
+                "latency\t{}\t{}\t{:.1}\t{:.1}\t{:.1}\t{}\t{}\t{}",
+                samples.len(),
+                s.samples,
+                s.p50_ms,
+                s.p99_ms,
+                s.max_ms,
+                s.unlisted,
+                s.poll_errors,
+                s.polls
             );
         }
         println!("{} publishers, {} failed or behind", reports.len(), failed);
