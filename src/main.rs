@@ -181,6 +181,11 @@ async fn serve(cfg: config::Config, from: Option<PathBuf>) -> Result<()> {
             .any(|c| matches!(c.state, storage::ChunkState::Pending { .. }))
         {
             sess.gap_since = Some(std::time::Instant::now());
+            // Chunks left pending by a crash right after their predecessor was committed are
+            // next in line now.
+            if let Err(e) = upload::drain_pending(&app, &mut sess).await {
+                tracing::error!(stream = %s.id, error = %e.message, "packaging pending chunks after restart failed");
+            }
         }
         if s.live_protocol.is_some() && s.pull.is_none() {
             with_publisher.push(s.id.clone());

@@ -224,7 +224,12 @@ pub async fn accept(app: &App, sess: &mut Session, staged: Staged) -> Result<Val
                 StatusCode::CONFLICT,
                 format!("chunk {seq} was already uploaded with different content"),
             )),
-            state => Ok(answer(&ok_message, seq, &state, true)),
+            state => {
+                // The first attempt may have been cut short after its commit (a crash) before
+                // the chunks waiting behind it were packaged.
+                drain_pending(app, sess).await?;
+                Ok(answer(&ok_message, seq, &state, true))
+            }
         };
     }
     if seq < rec.next_chunk {
@@ -439,6 +444,11 @@ async fn drain_pending_inner(
 /// Gives up on the missing sequences before the first pending chunk: they are recorded as
 /// skipped (a late upload of one gets 409) and the playlist continues with a discontinuity.
 pub async fn skip_gap(app: &App, sess: &mut Session) -> anyhow::Result<()> {
+    // A pending chunk may already be next in line (a crash between committing its predecessor
+    // and packaging it): that is no gap.
+    drain_pending(app, sess)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
     let rec = app.stream(&sess.id)?;
     let chunks = app.db.chunks(&rec.id)?;
     let Some(first_pending) = chunks
