@@ -40,7 +40,7 @@ fi
 export WHIPSINK_CACHE="${WHIPSINK_CACHE:-$HOME/.cache/storef-whipsink}"
 
 echo "== cargo test (workspace)"
-cargo test --workspace --all-targets -- --test-threads=2
+cargo test --workspace --all-targets --no-fail-fast -- --test-threads=2
 cargo test --workspace --doc
 
 if [ "${STOREF_SKIP_FUZZ:-0}" != 1 ]; then

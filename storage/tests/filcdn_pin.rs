@@ -327,7 +327,21 @@ async fn wrong_payer_is_refused_and_reported() {
     for it in &items {
         queue.enqueue(it.clone()).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Wait (bounded) until the three uploads are parked and creation has been refused, instead
+    // of a fixed sleep that a loaded machine can outrun.
+    let parked_now = |q: &PinQueue| {
+        q.records()
+            .unwrap()
+            .into_iter()
+            .filter(|r| matches!(r.state, storage::filcdn::PinState::Parked { .. }))
+            .count()
+    };
+    let start = Instant::now();
+    while (parked_now(&queue) < 3 || !fake.violations().iter().any(|v| v.contains("create")))
+        && start.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     worker.abort();
     assert_eq!(queue.counts(None).unwrap().pinned, 0);
     assert!(seen.lock().unwrap().is_empty());
