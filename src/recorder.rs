@@ -125,6 +125,12 @@ pub fn package_file(
         }
         (ChunkKind::Continuation, Some(bytes)) => {
             let Some(d) = cont.as_mut() else {
+                if !looks_like_fragments(&bytes) {
+                    return Err(ApiError::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "video_chunk is not an MP4/MOV file (nor a MediaRecorder blob)",
+                    ));
+                }
                 return Err(bad(
                     "this chunk holds fragments (moof/mdat or WebM clusters) but the stream has no \
                      header yet: upload the recorder's first blob (with ftyp+moov or the WebM header) first",
@@ -142,6 +148,18 @@ pub fn package_file(
     }
     drain_outputs(store, stream, seg, &mut out).map_err(ApiError::internal)?;
     Ok(out)
+}
+
+/// Whether a chunk starts like MediaRecorder continuation data: an fMP4 fragment box or a WebM
+/// Cluster. (Mid-element WebM bytes look like anything; without a run they are refused as not
+/// a media file.)
+fn looks_like_fragments(b: &[u8]) -> bool {
+    const CLUSTER: [u8; 4] = [0x1F, 0x43, 0xB6, 0x75];
+    b.starts_with(&CLUSTER)
+        || matches!(
+            b.get(4..8),
+            Some(b"moof" | b"styp" | b"sidx" | b"emsg" | b"prft" | b"mdat")
+        )
 }
 
 /// Rebuilds an open MediaRecorder run after a restart by replaying its kept chunks
