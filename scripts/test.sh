@@ -39,10 +39,15 @@ fi
 # idle machine); keep it outside the clone so later runs on this machine reuse it.
 export WHIPSINK_CACHE="${WHIPSINK_CACHE:-$HOME/.cache/storef-whipsink}"
 
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
 echo "== cargo test (workspace)"
-cargo test --workspace --all-targets --no-fail-fast -- --test-threads=2
-cargo test --workspace --doc
+cargo test --workspace --doc 2>&1 | tee -a "$log"
+cargo test --workspace --all-targets --no-fail-fast -- --test-threads=2 2>&1 | tee -a "$log"
 
 if [ "${STOREF_SKIP_FUZZ:-0}" != 1 ]; then
   bash scripts/fuzz.sh "${STOREF_FUZZ_SECONDS:-60}"
 fi
+
+# One closing line for the whole run: every test binary's counts added up.
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "%d passed, %d failed, %d skipped\n", p, f, i }' "$log"
