@@ -174,12 +174,7 @@ async fn serve(cfg: config::Config, from: Option<PathBuf>) -> Result<()> {
     for s in &live {
         let sess = app.session(&s.id);
         let mut sess = sess.lock().await;
-        if app
-            .db
-            .chunks(&s.id)?
-            .iter()
-            .any(|c| matches!(c.state, storage::ChunkState::Pending { .. }))
-        {
+        if upload::has_pending(&app, &s.id)? {
             sess.gap_since = Some(std::time::Instant::now());
             // Chunks left pending by a crash right after their predecessor was committed are
             // next in line now.

@@ -33,12 +33,7 @@ pub async fn stop_stream(app: &App, id: &str) -> Result<VideoRecord> {
     }
     let mut sess = sess_arc.lock().await;
     // Chunks acknowledged as pending are part of the stream: package them, skipping gaps.
-    while app
-        .db
-        .chunks(id)?
-        .iter()
-        .any(|c| matches!(c.state, storage::ChunkState::Pending { .. }))
-    {
+    while crate::upload::has_pending(app, id)? {
         let before = app.stream(id)?.next_chunk;
         crate::upload::skip_gap(app, &mut sess).await?;
         if app.stream(id)?.next_chunk == before {

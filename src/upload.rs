@@ -427,12 +427,7 @@ async fn drain_pending_inner(
         discontinuity = false;
     }
     // Any chunk still pending means another gap.
-    let pending = app
-        .db
-        .chunks(&sess.id)
-        .map_err(ApiError::internal)?
-        .into_iter()
-        .any(|c| matches!(c.state, ChunkState::Pending { .. }));
+    let pending = has_pending(app, &sess.id).map_err(ApiError::internal)?;
     sess.gap_since = if pending {
         Some(sess.gap_since.unwrap_or_else(std::time::Instant::now))
     } else {
@@ -485,6 +480,15 @@ pub async fn skip_gap(app: &App, sess: &mut Session) -> anyhow::Result<()> {
     drain_pending_inner(app, sess, true)
         .await
         .map_err(|e| anyhow::anyhow!(e.message))
+}
+
+/// Whether stream `id` holds a chunk stored as pending (acknowledged, waiting for a gap).
+pub fn has_pending(app: &App, id: &str) -> Result<bool, storage::DbError> {
+    Ok(app
+        .db
+        .chunks(id)?
+        .iter()
+        .any(|c| matches!(c.state, ChunkState::Pending { .. })))
 }
 
 /// Runs forever: skips gaps that outlived `upload.gap_timeout`.
