@@ -321,19 +321,35 @@ async fn upload_handler(
     headers: HeaderMap,
     mp: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Json<Value>> {
-    let res = upload_inner(&app, &id, &headers, mp).await;
+    let res = match (upload_precheck(&app, &id, &headers), mp) {
+        (Err(e), Ok(mut mp)) => {
+            // Refused before the body was read: read (and discard) a bounded part of it, so a
+            // client still sending gets to read this answer instead of a broken pipe.
+            let mut left: usize = 16 << 20;
+            while let Ok(Some(mut f)) = mp.next_field().await {
+                while let Ok(Some(c)) = f.chunk().await {
+                    left = left.saturating_sub(c.len());
+                    if left == 0 {
+                        break;
+                    }
+                }
+                if left == 0 {
+                    break;
+                }
+            }
+            Err(e)
+        }
+        (Err(e), Err(_)) => Err(e),
+        (Ok(()), mp) => upload_inner(&app, &id, mp).await,
+    };
     if res.is_err() {
         Metrics::inc(&app.metrics.chunks_rejected_total, 1);
     }
     res
 }
 
-async fn upload_inner(
-    app: &App,
-    id: &str,
-    headers: &HeaderMap,
-    mp: Result<Multipart, MultipartRejection>,
-) -> ApiResult<Json<Value>> {
+/// The checks an upload must pass before its body is read: token, ownership, live stream, size.
+fn upload_precheck(app: &App, id: &str, headers: &HeaderMap) -> ApiResult<()> {
     let user = user(app, headers)?;
     let rec = owned_stream(app, id, &user)?;
     if !rec.is_live() {
@@ -357,6 +373,14 @@ async fn upload_inner(
             ));
         }
     }
+    Ok(())
+}
+
+async fn upload_inner(
+    app: &App,
+    id: &str,
+    mp: Result<Multipart, MultipartRejection>,
+) -> ApiResult<Json<Value>> {
     let mut mp = mp.map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
