@@ -321,27 +321,35 @@ async fn upload_handler(
     headers: HeaderMap,
     mp: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Json<Value>> {
-    let res = match (upload_precheck(&app, &id, &headers), mp) {
-        (Err(e), Ok(mut mp)) => {
-            // Refused before the body was read: read (and discard) a bounded part of it, so a
-            // client still sending gets to read this answer instead of a broken pipe.
+    let mut mp = mp;
+    let res = match upload_precheck(&app, &id, &headers) {
+        Err(e) => Err(e),
+        Ok(()) => match &mut mp {
+            Ok(mp) => upload_inner(&app, &id, mp).await,
+            Err(e) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "expected multipart/form-data with fields `sequence` and `video_chunk`: {e}"
+                ),
+            )),
+        },
+    };
+    if res.is_err() {
+        if let Ok(mp) = &mut mp {
+            // Refused before the whole body was read (bad token, bad `sequence` before the file
+            // …): read and discard a bounded 16 MiB of the rest, so a client still sending gets
+            // to read this answer instead of a broken pipe.
             let mut left: usize = 16 << 20;
-            while let Ok(Some(mut f)) = mp.next_field().await {
+            'drain: while let Ok(Some(mut f)) = mp.next_field().await {
                 while let Ok(Some(c)) = f.chunk().await {
                     left = left.saturating_sub(c.len());
                     if left == 0 {
-                        break;
+                        break 'drain;
                     }
                 }
-                if left == 0 {
-                    break;
-                }
             }
-            Err(e)
         }
-        (Err(e), Err(_)) => Err(e),
-        (Ok(()), mp) => upload_inner(&app, &id, mp).await,
-    };
+    }
     if res.is_err() {
         Metrics::inc(&app.metrics.chunks_rejected_total, 1);
     }
@@ -376,18 +384,8 @@ fn upload_precheck(app: &App, id: &str, headers: &HeaderMap) -> ApiResult<()> {
     Ok(())
 }
 
-async fn upload_inner(
-    app: &App,
-    id: &str,
-    mp: Result<Multipart, MultipartRejection>,
-) -> ApiResult<Json<Value>> {
-    let mut mp = mp.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("expected multipart/form-data with fields `sequence` and `video_chunk`: {e}"),
-        )
-    })?;
-    let staged = upload::receive(app, &mut mp).await?;
+async fn upload_inner(app: &App, id: &str, mp: &mut Multipart) -> ApiResult<Json<Value>> {
+    let staged = upload::receive(app, mp).await?;
     upload::validate(&staged.path).await?;
     let sess = app.session(id);
     let mut sess = sess.lock().await;
