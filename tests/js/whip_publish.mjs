@@ -53,7 +53,20 @@ try {
     });
     await new Promise((r) => setTimeout(r, Number(seconds) * 1000));
     const outbound = {};
-    (await pc.getStats()).forEach((s) => {
+    const stats = await pc.getStats();
+    // The nominated pair's candidates: which transport the media really took (ICE-TCP tests).
+    let selectedPair = null;
+    stats.forEach((s) => {
+      if (s.type === 'transport' && s.selectedCandidatePairId) {
+        const pair = stats.get(s.selectedCandidatePairId);
+        const cand = (id) => {
+          const c = stats.get(id);
+          return c && { protocol: c.protocol, candidateType: c.candidateType, tcpType: c.tcpType, address: c.address, port: c.port };
+        };
+        selectedPair = pair && { local: cand(pair.localCandidateId), remote: cand(pair.remoteCandidateId) };
+      }
+    });
+    stats.forEach((s) => {
       if (s.type === 'outbound-rtp') {
         outbound[s.kind] = {
           packetsSent: s.packetsSent, framesEncoded: s.framesEncoded, keyFramesEncoded: s.keyFramesEncoded,
@@ -61,7 +74,7 @@ try {
         };
       }
     });
-    return { ok: true, connected, connectionState: pc.connectionState, location, outbound };
+    return { ok: true, connected, connectionState: pc.connectionState, location, outbound, selectedPair };
   }, whipUrl, seconds, token || '');
   process.stdout.write(JSON.stringify(result) + '\n');
 } finally {

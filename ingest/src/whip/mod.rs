@@ -4,8 +4,9 @@
 //! The HTTP layer (axum in the server) authenticates the stream key, gets a [`Publisher`](crate::publish::Publisher) from the
 //! `PublishGate` and calls [`WhipHandle::publish`] with the SDP offer; it answers `201 Created`
 //! with [`WhipAnswer::answer_sdp`], `Location: /api/whip/{session_id}` and `ETag`. Media then flows
-//! over one UDP socket shared by all publishers ([`WhipConfig::udp_addr`]), owned by the task
-//! [`WhipServer::start`] spawns.
+//! over one UDP socket shared by all publishers ([`WhipConfig::udp_addr`]), or over TCP
+//! connections to [`WhipConfig::tcp_addr`] (ICE-TCP, RFC 6544) where UDP is blocked, both owned
+//! by the task [`WhipServer::start`] spawns.
 //!
 //! # Why str0m 0.23.1 with the `openssl` feature
 //! str0m is sans-IO and lets one socket serve every peer (webrtc-rs cannot). Its DTLS backend
@@ -33,13 +34,16 @@ pub mod avc;
 pub mod clock;
 pub mod h264;
 pub mod media;
+pub mod rfc4571;
 pub mod sdp;
 mod server;
 mod session;
+mod tcp;
 
 pub use server::{WhipHandle, WhipServer};
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Settings of the WHIP front-end (`[webrtc]` in config.toml).
@@ -60,6 +64,14 @@ pub struct WhipConfig {
     pub stats_interval: Duration,
     /// SO_RCVBUF of the shared socket, bytes (capped by the kernel's `net.core.rmem_max`).
     pub udp_recv_buffer: usize,
+    /// The ICE-TCP listener (RFC 6544 passive host candidates, RFC 4571 framing) for publishers
+    /// on networks that drop UDP; its candidates rank below the UDP ones (see `tcp.rs` for why).
+    /// `None` (the library default, so tests and embedders bind nothing unasked): UDP only.
+    /// storef's `[webrtc] tcp_addr` defaults to `0.0.0.0:8189`.
+    pub tcp_addr: Option<SocketAddr>,
+    /// Whether answers carry the UDP host candidates. `false` with a `tcp_addr`: TCP only, for a
+    /// server whose UDP port is firewalled (the UDP socket is still bound but never advertised).
+    pub advertise_udp: bool,
 }
 
 impl Default for WhipConfig {
@@ -71,6 +83,41 @@ impl Default for WhipConfig {
             ice_timeout: Duration::from_secs(10),
             stats_interval: Duration::from_secs(2),
             udp_recv_buffer: 8 << 20,
+            tcp_addr: None,
+            advertise_udp: true,
+        }
+    }
+}
+
+/// Packets and connections the WHIP server task has seen ([`WhipHandle::transport_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Datagrams received on the UDP socket (routed or not).
+    pub udp_datagrams: u64,
+    /// TCP connections accepted (including those refused right away).
+    pub tcp_connections: u64,
+    /// RFC 4571 frames received over TCP.
+    pub tcp_frames: u64,
+    /// TCP connections storef closed because of what they sent or did not send (garbage, unknown
+    /// ufrag, oversized frame, timeout, over the connection cap, a peer that stopped reading).
+    pub tcp_dropped: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct TransportCounters {
+    pub udp_datagrams: AtomicU64,
+    pub tcp_connections: AtomicU64,
+    pub tcp_frames: AtomicU64,
+    pub tcp_dropped: AtomicU64,
+}
+
+impl TransportCounters {
+    fn snapshot(&self) -> TransportStats {
+        TransportStats {
+            udp_datagrams: self.udp_datagrams.load(Ordering::Relaxed),
+            tcp_connections: self.tcp_connections.load(Ordering::Relaxed),
+            tcp_frames: self.tcp_frames.load(Ordering::Relaxed),
+            tcp_dropped: self.tcp_dropped.load(Ordering::Relaxed),
         }
     }
 }

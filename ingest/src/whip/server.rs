@@ -1,15 +1,24 @@
-//! The UDP task (one socket, every publisher) and the handle the HTTP layer calls.
+//! The UDP task (one socket, every publisher, plus the ICE-TCP listener and its connections) and
+//! the handle the HTTP layer calls.
 //!
 //! Datagrams are routed to the `Rtc` that [`str0m::Rtc::accepts`] them: STUN by the ICE username
 //! (our ufrag), DTLS/SRTP by the remote address ICE nominated. A datagram no session takes
 //! (garbage, a stale peer) is counted and dropped.
 //!
+//! A TCP connection is bound to a session by its first frame, which must be a STUN Binding
+//! request the session's `Rtc` accepts (USERNAME's first half is its ufrag and MESSAGE-INTEGRITY
+//! checks out); every later frame of that connection goes to that session as `Protocol::Tcp`.
+//! Anything else as a first frame (garbage, an unknown ufrag, a frame over
+//! [`MAX_FRAME`](super::rfc4571::MAX_FRAME)) closes that connection only.
+//!
 //! A session is inserted into the task's table before its answer goes back to the HTTP layer:
 //! the publisher's first STUN check can beat the `201 Created` to the server.
 
+use super::rfc4571::stun_binding_request;
 use super::sdp::{inspect_offer, OfferSummary};
 use super::session::{End, Session};
-use super::{WhipAnswer, WhipConfig, WhipError};
+use super::tcp::{TcpConns, TcpEvent, TcpEventKind, EVENTS_QUEUE};
+use super::{TransportCounters, TransportStats, WhipAnswer, WhipConfig, WhipError};
 use crate::publish::Publisher;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,9 +27,9 @@ use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::format::{Codec, FormatParams};
 use str0m::media::Frequency;
-use str0m::net::{DatagramRecv, Protocol, Receive};
+use str0m::net::{DatagramRecv, Protocol, Receive, TcpType};
 use str0m::{Candidate, Input, Output, Rtc, RtcConfig};
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -38,42 +47,70 @@ enum Command {
 pub struct WhipHandle {
     tx: mpsc::Sender<Command>,
     candidates: Arc<Vec<SocketAddr>>,
+    tcp_candidates: Arc<Vec<SocketAddr>>,
     links: Arc<Vec<String>>,
     local_addr: SocketAddr,
+    tcp_local_addr: Option<SocketAddr>,
     garbage: Arc<AtomicU64>,
+    counters: Arc<TransportCounters>,
 }
 
 impl WhipServer {
-    /// Binds [`WhipConfig::udp_addr`] and spawns the task that owns it. The task ends when every
-    /// [`WhipHandle`] is dropped.
+    /// Binds [`WhipConfig::udp_addr`] (and [`WhipConfig::tcp_addr`]) and spawns the task that
+    /// owns them. The task ends when every [`WhipHandle`] is dropped.
     pub async fn start(config: WhipConfig) -> Result<(WhipHandle, JoinHandle<()>), WhipError> {
         let socket = bind(config.udp_addr, config.udp_recv_buffer)?;
         let local_addr = socket.local_addr()?;
         let candidates = candidate_addrs(local_addr, &config.public_ips);
-        if candidates.is_empty() {
+        let listener = match config.tcp_addr {
+            Some(a) => Some(TcpListener::bind(a).await?),
+            None => None,
+        };
+        let tcp_local_addr = listener.as_ref().map(|l| l.local_addr()).transpose()?;
+        let tcp_candidates = tcp_local_addr
+            .map(|a| candidate_addrs(a, &config.public_ips))
+            .unwrap_or_default();
+        let advertised = if config.advertise_udp {
+            candidates.clone()
+        } else {
+            Vec::new()
+        };
+        if advertised.is_empty() && tcp_candidates.is_empty() {
             return Err(WhipError::Io(std::io::Error::other(
                 "no address to offer as ICE candidate",
             )));
         }
-        tracing::info!(%local_addr, ?candidates, "WHIP UDP socket bound");
+        tracing::info!(%local_addr, ?candidates, advertised = config.advertise_udp, "WHIP UDP socket bound");
+        if let Some(tcp) = tcp_local_addr {
+            tracing::info!(%tcp, candidates = ?tcp_candidates, "WHIP ICE-TCP listener bound");
+        }
         let (tx, rx) = mpsc::channel(64);
         let garbage = Arc::new(AtomicU64::new(0));
+        let counters = Arc::new(TransportCounters::default());
+        let (tcp_tx, tcp_rx) = mpsc::channel(EVENTS_QUEUE);
         let task = UdpTask {
             socket,
             sessions: Vec::new(),
             candidates: candidates.clone(),
             config: config.clone(),
             garbage: garbage.clone(),
+            counters: counters.clone(),
+            listener,
+            tcp_rx,
+            tcp: TcpConns::new(tcp_tx, tcp_candidates.clone(), counters.clone()),
         };
         let join = tokio::spawn(task.run(rx));
         let links = config.ice_servers.iter().map(|s| s.link_header()).collect();
         Ok((
             WhipHandle {
                 tx,
-                candidates: Arc::new(candidates),
+                candidates: Arc::new(advertised),
+                tcp_candidates: Arc::new(tcp_candidates),
                 links: Arc::new(links),
                 local_addr,
+                tcp_local_addr,
                 garbage,
+                counters,
             },
             join,
         ))
@@ -90,7 +127,8 @@ impl WhipHandle {
         publisher: Publisher,
     ) -> Result<WhipAnswer, WhipError> {
         let summary = inspect_offer(offer_sdp)?;
-        let (rtc, answer_sdp) = negotiate(offer_sdp, &summary, &self.candidates)?;
+        let (rtc, answer_sdp) =
+            negotiate(offer_sdp, &summary, &self.candidates, &self.tcp_candidates)?;
         let session_id = new_session_id();
         let etag = format!("\"{}\"", &session_id[..16]);
         let session = Session::new(session_id.clone(), rtc, publisher, summary, Instant::now());
@@ -160,22 +198,41 @@ impl WhipHandle {
         self.local_addr
     }
 
-    /// The addresses put into answers as host candidates.
+    /// The addresses put into answers as UDP host candidates (none when
+    /// [`WhipConfig::advertise_udp`] is off).
     pub fn candidates(&self) -> &[SocketAddr] {
         &self.candidates
+    }
+
+    /// The bound ICE-TCP listener, when [`WhipConfig::tcp_addr`] is set.
+    pub fn tcp_local_addr(&self) -> Option<SocketAddr> {
+        self.tcp_local_addr
+    }
+
+    /// The addresses put into answers as passive TCP host candidates.
+    pub fn tcp_candidates(&self) -> &[SocketAddr] {
+        &self.tcp_candidates
     }
 
     /// Datagrams no session accepted so far.
     pub fn unrouted_datagrams(&self) -> u64 {
         self.garbage.load(Ordering::Relaxed)
     }
+
+    /// Packets and connections seen on both transports so far.
+    pub fn transport_stats(&self) -> TransportStats {
+        self.counters.snapshot()
+    }
 }
 
-/// Builds the `Rtc` for an offer: ICE-lite, RTP mode, the offer's own H.264 variants and Opus.
+/// Builds the `Rtc` for an offer: ICE-lite, RTP mode, the offer's own H.264 variants and Opus,
+/// UDP host candidates and passive TCP host candidates (RFC 6544 §4.5; str0m ranks TCP host
+/// candidates below UDP ones, type preference 90 against 126, as RFC 6544 §4.2 recommends).
 fn negotiate(
     offer_sdp: &str,
     summary: &OfferSummary,
     candidates: &[SocketAddr],
+    tcp_candidates: &[SocketAddr],
 ) -> Result<(Rtc, String), WhipError> {
     let mut cfg = RtcConfig::new()
         .set_ice_lite(true)
@@ -207,6 +264,15 @@ fn negotiate(
     let mut rtc = cfg.build(Instant::now());
     for addr in candidates {
         let c = Candidate::host(*addr, "udp").map_err(|e| WhipError::Negotiation(e.to_string()))?;
+        rtc.add_local_candidate(c);
+    }
+    for addr in tcp_candidates {
+        let c = Candidate::builder()
+            .tcp()
+            .host(*addr)
+            .tcptype(TcpType::Passive)
+            .build()
+            .map_err(|e| WhipError::Negotiation(e.to_string()))?;
         rtc.add_local_candidate(c);
     }
     let offer =
@@ -262,7 +328,7 @@ fn new_session_id() -> String {
 /// The host candidates: each public IP with the bound port; else the bound address; for an
 /// unspecified bind, the machine's interface addresses (loopback included, so a local browser can
 /// publish; link-local IPv6 left out, it needs a scope id).
-fn candidate_addrs(bound: SocketAddr, public_ips: &[IpAddr]) -> Vec<SocketAddr> {
+pub(crate) fn candidate_addrs(bound: SocketAddr, public_ips: &[IpAddr]) -> Vec<SocketAddr> {
     let port = bound.port();
     if !public_ips.is_empty() {
         return public_ips
@@ -298,6 +364,35 @@ struct UdpTask {
     candidates: Vec<SocketAddr>,
     config: WhipConfig,
     garbage: Arc<AtomicU64>,
+    counters: Arc<TransportCounters>,
+    listener: Option<TcpListener>,
+    tcp_rx: mpsc::Receiver<TcpEvent>,
+    tcp: TcpConns,
+}
+
+/// Which of `candidates` a packet from `source` was sent to, when the socket cannot say (bound
+/// to `0.0.0.0`, no IP_PKTINFO here): the candidate of the same family that is loopback exactly
+/// when the source is; str0m's ICE agent matches checks against its local candidates by address.
+pub(crate) fn candidate_for(candidates: &[SocketAddr], source: SocketAddr) -> SocketAddr {
+    candidates
+        .iter()
+        .find(|c| {
+            c.is_ipv4() == source.is_ipv4() && c.ip().is_loopback() == source.ip().is_loopback()
+        })
+        .or_else(|| candidates.iter().find(|c| c.is_ipv4() == source.is_ipv4()))
+        .or(candidates.first())
+        .copied()
+        .unwrap_or(source)
+}
+
+/// The next connection on the ICE-TCP listener; never, without one.
+async fn accept(
+    listener: &Option<TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl UdpTask {
@@ -320,6 +415,18 @@ impl UdpTask {
                     // some platforms: not fatal for the socket.
                     Err(e) => tracing::debug!(error = %e, "WHIP UDP recv"),
                 },
+                r = accept(&self.listener) => match r {
+                    Ok((stream, peer)) => self.tcp.accept(stream, peer, Instant::now()),
+                    // EMFILE and friends: the listener stays; back off a little.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "WHIP TCP accept");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(ev) = self.tcp_rx.recv() => match ev.kind {
+                    TcpEventKind::Frame(f) => self.tcp_frame(ev.conn, &f),
+                    TcpEventKind::Closed(why) => self.tcp.closed(ev.conn, why),
+                },
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }
             let now = Instant::now();
@@ -328,6 +435,7 @@ impl UdpTask {
                 for s in &mut self.sessions {
                     s.tick(now, self.config.ice_timeout, self.config.stats_interval);
                 }
+                self.tcp.expire(now, self.config.ice_timeout);
             }
             for s in &mut self.sessions {
                 if s.rtc.is_alive() {
@@ -378,6 +486,7 @@ impl UdpTask {
 
     fn datagram(&mut self, source: SocketAddr, data: &[u8]) {
         let now = Instant::now();
+        self.counters.udp_datagrams.fetch_add(1, Ordering::Relaxed);
         let Ok(contents) = DatagramRecv::try_from(data) else {
             self.garbage.fetch_add(1, Ordering::Relaxed);
             return;
@@ -401,29 +510,85 @@ impl UdpTask {
         };
         s.last_rx = now;
         s.remote = Some(source);
+        s.transport = Protocol::Udp;
         if let Err(e) = s.rtc.handle_input(input) {
             // A bad packet for one peer (failed DTLS, SRTP) ends at most that peer.
             tracing::debug!(session = %s.id, error = %e, "WHIP input rejected");
         }
     }
 
-    /// Which of our candidates a datagram was sent to. The socket may be bound to 0.0.0.0 (no
-    /// IP_PKTINFO here), so pick the candidate of the same family that is loopback exactly when the
-    /// source is: str0m's ICE agent matches checks against its local candidates by address.
+    /// Which of our UDP candidates a datagram was sent to ([`candidate_for`]).
     fn destination_for(&self, source: SocketAddr) -> SocketAddr {
-        self.candidates
-            .iter()
-            .find(|c| {
-                c.is_ipv4() == source.is_ipv4() && c.ip().is_loopback() == source.ip().is_loopback()
-            })
-            .or_else(|| {
-                self.candidates
-                    .iter()
-                    .find(|c| c.is_ipv4() == source.is_ipv4())
-            })
-            .or(self.candidates.first())
-            .copied()
-            .unwrap_or(source)
+        candidate_for(&self.candidates, source)
+    }
+
+    /// One RFC 4571 frame from TCP connection `conn`: binds the connection to a session on its
+    /// first (STUN) frame, then feeds the session's `Rtc`.
+    fn tcp_frame(&mut self, conn: u64, data: &[u8]) {
+        let now = Instant::now();
+        self.counters.tcp_frames.fetch_add(1, Ordering::Relaxed);
+        let Some(c) = self.tcp.get(conn) else {
+            return; // closed meanwhile
+        };
+        let (peer, local, bound) = (c.peer, c.local, c.session.clone());
+        if data.is_empty() {
+            return; // a zero-length frame carries nothing
+        }
+        let request = stun_binding_request(data);
+        if bound.is_none() && request.is_none() {
+            self.tcp
+                .close(conn, "first frame is not a STUN Binding request");
+            return;
+        }
+        let Ok(contents) = DatagramRecv::try_from(data) else {
+            if bound.is_none() {
+                self.tcp.close(
+                    conn,
+                    "first frame is not a STUN Binding request str0m can parse",
+                );
+            } else {
+                self.garbage.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Tcp,
+                source: peer,
+                destination: local,
+                contents,
+            },
+        );
+        let session = match &bound {
+            Some(id) => self
+                .sessions
+                .iter_mut()
+                .find(|s| &s.id == id && s.ended.is_none()),
+            None => self
+                .sessions
+                .iter_mut()
+                .find(|s| s.ended.is_none() && s.rtc.accepts(&input)),
+        };
+        let Some(s) = session else {
+            let why = match request.and_then(|r| r.local_ufrag()) {
+                _ if bound.is_some() => "its session has ended".to_string(),
+                Some(ufrag) => format!("STUN Binding request for unknown ufrag {ufrag:?}"),
+                None => "STUN Binding request without USERNAME".to_string(),
+            };
+            self.tcp.close(conn, &why);
+            return;
+        };
+        if bound.is_none() {
+            tracing::info!(session = %s.id, %peer, "WHIP TCP connection bound to its session");
+            self.tcp.bind(conn, &s.id);
+        }
+        s.last_rx = now;
+        s.remote = Some(peer);
+        s.transport = Protocol::Tcp;
+        if let Err(e) = s.rtc.handle_input(input) {
+            tracing::debug!(session = %s.id, error = %e, "WHIP input rejected (TCP)");
+        }
     }
 
     /// Polls every session's output: sends transmits, handles events; returns the earliest timeout.
@@ -438,6 +603,9 @@ impl UdpTask {
                     Ok(Output::Timeout(t)) => {
                         earliest = earliest.min(t);
                         break;
+                    }
+                    Ok(Output::Transmit(t)) if t.proto == Protocol::Tcp => {
+                        self.tcp.send(&s.id, t.destination, &t.contents);
                     }
                     Ok(Output::Transmit(t)) => {
                         if let Err(e) = self.socket.send_to(&t.contents, t.destination).await {
@@ -469,8 +637,13 @@ impl UdpTask {
             s.rtc.disconnect();
             // Flush what disconnect queued (DTLS close_notify) before the Rtc goes.
             while let Ok(Output::Transmit(t)) = s.rtc.poll_output() {
-                let _ = self.socket.send_to(&t.contents, t.destination).await;
+                if t.proto == Protocol::Tcp {
+                    self.tcp.send(&s.id, t.destination, &t.contents);
+                } else {
+                    let _ = self.socket.send_to(&t.contents, t.destination).await;
+                }
             }
+            self.tcp.close_session(&s.id);
         }
     }
 }

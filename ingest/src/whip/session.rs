@@ -13,6 +13,7 @@ use packager::{Codec, Track};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::media::KeyframeRequestKind;
+use str0m::net::Protocol;
 use str0m::rtp::{RtpPacket, Ssrc};
 use str0m::{Event, IceConnectionState, Rtc};
 use tokio::sync::mpsc::error::TrySendError;
@@ -42,6 +43,8 @@ pub(crate) struct Session {
     keyframe_asked: bool,
     pub last_rx: Instant,
     pub remote: Option<SocketAddr>,
+    /// How `remote`'s last packet came: UDP, or ICE-TCP.
+    pub transport: Protocol,
     ice_state: IceConnectionState,
     next_stats: Instant,
     last_counters: Counters,
@@ -69,6 +72,7 @@ impl Session {
             keyframe_asked: false,
             last_rx: now,
             remote: None,
+            transport: Protocol::Udp,
             ice_state: IceConnectionState::New,
             next_stats: now + Duration::from_secs(1),
             last_counters: Counters::default(),
@@ -95,7 +99,7 @@ impl Session {
                 self.ice_state = s;
             }
             Event::Connected => {
-                tracing::info!(session = %self.id, remote = ?self.remote, "WHIP publisher connected");
+                tracing::info!(session = %self.id, remote = ?self.remote, transport = %self.transport, "WHIP publisher connected");
                 self.keyframe_asked = true;
             }
             Event::RtpPacket(p) => self.rtp(p),
@@ -207,6 +211,7 @@ impl Session {
         serde_json::json!({
             "protocol": "whip",
             "remote": self.remote.map(|r| r.to_string()),
+            "transport": self.transport.to_string(),
             "ice_state": format!("{:?}", self.ice_state).to_lowercase(),
             "rtt_ms": self.rtt.map(|r| r.as_secs_f64() * 1000.0),
             "packet_loss": self.loss,
