@@ -10,7 +10,9 @@ use libfuzzer_sys::fuzz_target;
 const MAX: usize = 1500;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&step, stream)) = data.split_first() else { return };
+    let Some((&step, stream)) = data.split_first() else {
+        return;
+    };
     let step = usize::from(step % 64) + 1;
 
     let mut whole = Deframer::new(MAX);
