@@ -296,3 +296,90 @@ async fn connection(
             .await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn insert(
+        t: &mut TcpConns,
+        id: u64,
+        peer: &str,
+        session: Option<&str>,
+        opened: Instant,
+    ) -> (mpsc::Receiver<Vec<u8>>, CancellationToken) {
+        let (out, rx) = mpsc::channel(OUT_QUEUE);
+        let kill = CancellationToken::new();
+        let peer: SocketAddr = peer.parse().unwrap();
+        t.conns.insert(
+            id,
+            Conn {
+                peer,
+                local: "127.0.0.1:8189".parse().unwrap(),
+                session: session.map(str::to_string),
+                opened,
+                out,
+                kill: kill.clone(),
+            },
+        );
+        (rx, kill)
+    }
+
+    fn table() -> (TcpConns, Arc<TransportCounters>) {
+        let counters = Arc::new(TransportCounters::default());
+        let (tx, _rx) = mpsc::channel(1);
+        (TcpConns::new(tx, Vec::new(), counters.clone()), counters)
+    }
+
+    #[test]
+    fn a_peer_that_stops_reading_is_dropped_alone() {
+        let (mut t, counters) = table();
+        let now = Instant::now();
+        let (mut slow_rx, slow_kill) = insert(&mut t, 0, "10.0.0.1:5000", Some("a"), now);
+        let (mut fast_rx, fast_kill) = insert(&mut t, 1, "10.0.0.2:5000", Some("a"), now);
+        let (slow, fast) = (
+            "10.0.0.1:5000".parse().unwrap(),
+            "10.0.0.2:5000".parse().unwrap(),
+        );
+        for i in 0..OUT_QUEUE {
+            t.send("a", slow, &[i as u8]);
+            t.send("a", fast, &[1, 2]);
+            assert_eq!(fast_rx.try_recv().unwrap(), [0, 2, 1, 2], "framed");
+        }
+        assert!(t.get(0).is_some());
+        // Not this session's connection, or no connection at all: nothing is queued anywhere.
+        t.send("b", fast, &[9]);
+        t.send("a", "10.0.0.3:1".parse().unwrap(), &[9]);
+        assert!(fast_rx.try_recv().is_err());
+        // One more than the queue holds: that connection goes, the other stays.
+        t.send("a", slow, &[0]);
+        assert!(t.get(0).is_none());
+        assert!(slow_kill.is_cancelled());
+        assert!(!fast_kill.is_cancelled());
+        assert_eq!(counters.snapshot().tcp_dropped, 1);
+        assert_eq!(slow_rx.try_recv().unwrap(), [0, 1, 0]);
+        t.send("a", fast, &[3]);
+        assert_eq!(fast_rx.try_recv().unwrap(), [0, 1, 3]);
+    }
+
+    #[test]
+    fn unauthenticated_connections_expire_and_sessions_take_theirs_along() {
+        let (mut t, counters) = table();
+        let now = Instant::now();
+        let old = now - Duration::from_secs(11);
+        let (_r0, k0) = insert(&mut t, 0, "10.0.0.1:1", None, old);
+        let (_r1, k1) = insert(&mut t, 1, "10.0.0.1:2", None, now);
+        let (_r2, k2) = insert(&mut t, 2, "10.0.0.1:3", Some("a"), old);
+        let (_r3, k3) = insert(&mut t, 3, "10.0.0.1:4", Some("b"), old);
+        assert_eq!(t.unauthenticated(), 2);
+        t.expire(now, Duration::from_secs(10));
+        assert!(k0.is_cancelled() && !k1.is_cancelled() && !k2.is_cancelled());
+        assert_eq!(counters.snapshot().tcp_dropped, 1);
+        t.bind(1, "a");
+        t.close_session("a");
+        assert!(k1.is_cancelled() && k2.is_cancelled() && !k3.is_cancelled());
+        assert_eq!(t.conns.len(), 1);
+        // A session ending is not the peer's fault.
+        assert_eq!(counters.snapshot().tcp_dropped, 1);
+    }
+}
