@@ -42,6 +42,11 @@ pub struct WebrtcConfig {
     /// A publisher silent for this long (or whose ICE never connects) is gone.
     #[serde(with = "humantime_serde")]
     pub ice_timeout: Duration,
+    /// ICE-TCP listener (passive TCP candidates, RFC 6544) for publishers whose network blocks
+    /// UDP; ranked below UDP. Empty: no TCP candidates.
+    pub tcp_addr: String,
+    /// Whether answers carry the UDP candidates (false: TCP only, for a firewalled UDP port).
+    pub advertise_udp: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -189,6 +194,8 @@ impl Default for Config {
                 public_ips: Vec::new(),
                 ice_servers: Vec::new(),
                 ice_timeout: Duration::from_secs(10),
+                tcp_addr: "0.0.0.0:8189".into(),
+                advertise_udp: true,
             },
             log: LogConfig {
                 filter: "info".into(),

@@ -280,14 +280,24 @@ async fn start_whip(cfg: &config::Config) -> Result<whip_api::Whip> {
             })
             .collect(),
         ice_timeout: w.ice_timeout,
+        tcp_addr: match w.tcp_addr.trim() {
+            "" => None,
+            a => Some(
+                a.parse()
+                    .with_context(|| format!("[webrtc] tcp_addr {:?}", w.tcp_addr))?,
+            ),
+        },
+        advertise_udp: w.advertise_udp,
         ..Default::default()
     };
     let (handle, _task) = ingest::whip::WhipServer::start(wcfg)
         .await
-        .with_context(|| format!("starting WHIP on UDP {}", w.udp_addr))?;
+        .with_context(|| format!("starting WHIP on UDP {} / TCP {:?}", w.udp_addr, w.tcp_addr))?;
     tracing::info!(
         udp = %handle.local_addr(),
         candidates = ?handle.candidates(),
+        tcp = ?handle.tcp_local_addr(),
+        tcp_candidates = ?handle.tcp_candidates(),
         "WHIP: browsers and OBS 30+ publish to http://HOST/api/whip with the streamKey as Bearer token"
     );
     Ok(whip_api::Whip(Some(std::sync::Arc::new(handle))))
