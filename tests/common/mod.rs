@@ -54,6 +54,11 @@ impl Server {
                 "STOREF_WEBRTC_UDP_ADDR".into(),
                 format!("127.0.0.1:{}", free_udp_port()),
             ),
+            // The ICE-TCP listener defaults to 0.0.0.0:8189 too: one per server, like UDP.
+            (
+                "STOREF_WEBRTC_TCP_ADDR".into(),
+                format!("127.0.0.1:{}", free_port()),
+            ),
             ("RUST_LOG".into(), "info".into()),
         ];
         for (k, v) in extra {
