@@ -20,7 +20,9 @@
 //!
 //! # How a session runs
 //! - ICE-lite (RFC 8445 §2.5): storef only answers connectivity checks on its host candidates
-//!   ([`WhipConfig::public_ips`], or the bound address, or every local address for `0.0.0.0`).
+//!   ([`WhipConfig::public_ips`], or the bound address, or every local address for `0.0.0.0`):
+//!   UDP ones, and passive TCP ones when [`WhipConfig::tcp_addr`] is set (ICE-TCP, RFC 6544: why
+//!   passive only and why ranked below UDP is in `tcp.rs`; framing in [`rfc4571`]).
 //! - str0m runs in RTP mode: it does SRTP, RTCP (receiver reports, NACK with RTX unwrapping) and
 //!   hands over RTP packets; [`h264::H264Depacketizer`] reorders and reassembles them, and
 //!   [`clock::AvClock`] places them on the publish's timeline.
@@ -174,7 +176,7 @@ pub enum WhipError {
     NotSupported(&'static str),
     #[error("the WHIP UDP task has stopped")]
     Stopped,
-    #[error("WHIP UDP socket: {0}")]
+    #[error("WHIP socket (UDP or ICE-TCP listener): {0}")]
     Io(#[from] std::io::Error),
 }
 
