@@ -8,6 +8,11 @@
 //! - The cap on connections that have not authenticated.
 //!
 //! Needs Debian `chromium` + `fonts-liberation`, and node with tests/js's puppeteer-core.
+//!
+//! Loopback is enough: Chromium 156 pairs its active TCP candidate with storef's passive one on
+//! 127.0.0.1 without `--allow-loopback-in-peer-connection` or a network namespace (the selected
+//! pair is a peer-reflexive 127.0.0.1 TCP candidate against storef's host candidate), unlike
+//! libnice in whip_gstreamer.rs.
 
 mod whip_support;
 

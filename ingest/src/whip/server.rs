@@ -96,6 +96,7 @@ impl WhipServer {
             garbage: garbage.clone(),
             counters: counters.clone(),
             listener,
+            accept_after: Instant::now(),
             tcp_rx,
             tcp: TcpConns::new(tcp_tx, tcp_candidates.clone(), counters.clone()),
         };
@@ -366,6 +367,8 @@ struct UdpTask {
     garbage: Arc<AtomicU64>,
     counters: Arc<TransportCounters>,
     listener: Option<TcpListener>,
+    /// Accepting pauses until then after an accept error.
+    accept_after: Instant,
     tcp_rx: mpsc::Receiver<TcpEvent>,
     tcp: TcpConns,
 }
@@ -415,12 +418,13 @@ impl UdpTask {
                     // some platforms: not fatal for the socket.
                     Err(e) => tracing::debug!(error = %e, "WHIP UDP recv"),
                 },
-                r = accept(&self.listener) => match r {
+                r = accept(&self.listener), if Instant::now() >= self.accept_after => match r {
                     Ok((stream, peer)) => self.tcp.accept(stream, peer, Instant::now()),
-                    // EMFILE and friends: the listener stays; back off a little.
+                    // EMFILE and friends: the listener stays, and is left alone for a moment
+                    // (without stalling the UDP side) rather than retried in a busy loop.
                     Err(e) => {
                         tracing::warn!(error = %e, "WHIP TCP accept");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        self.accept_after = Instant::now() + Duration::from_millis(100);
                     }
                 },
                 Some(ev) = self.tcp_rx.recv() => match ev.kind {
