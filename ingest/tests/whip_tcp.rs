@@ -5,6 +5,8 @@
 //!   nothing.
 //! - With both candidates, chromium takes UDP (TCP ranks lower), and garbage, an oversized frame,
 //!   an unknown ufrag and a silent connection on the TCP port are each closed without disturbing it.
+//! - GStreamer `whipsink` (webrtcbin + libnice, a second ICE-TCP implementation) publishes over
+//!   TCP only too, in a network namespace as in whip_gstreamer.rs.
 //! - The cap on connections that have not authenticated.
 //!
 //! Needs Debian `chromium` + `fonts-liberation`, and node with tests/js's puppeteer-core.
@@ -24,7 +26,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use whip_support::{js_dir, require, serve, Published};
+use whip_support::{js_dir, netns_with_veth, plugin_dir, require, serve, Published};
 
 const SECONDS: u64 = 8;
 
@@ -341,4 +343,101 @@ async fn unauthenticated_connections_are_capped_and_time_out() {
         closed_after(tcp, &[], Duration::from_millis(500)).await,
         None
     );
+}
+
+const GST_INNER: &str = "STOREF_WHIP_TCP_GST_INNER";
+
+#[test]
+fn gstreamer_whipsink_publishes_over_ice_tcp() {
+    if std::env::var_os(GST_INNER).is_some() {
+        return gstreamer_inner();
+    }
+    require("ip", "iproute2");
+    require("gst-launch-1.0", "gstreamer1.0-tools");
+    let plugins = plugin_dir();
+    let ns = netns_with_veth("whiptcp");
+    let st = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "gstreamer_whipsink_publishes_over_ice_tcp",
+            "--nocapture",
+        ])
+        .env(GST_INNER, "1")
+        .env("GST_PLUGIN_PATH", &plugins)
+        .status()
+        .unwrap();
+    assert!(st.success(), "the test inside the namespace failed");
+}
+
+fn gstreamer_inner() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (whip, _task) = WhipServer::start(WhipConfig {
+            udp_addr: "10.99.0.1:0".parse().unwrap(),
+            tcp_addr: Some("10.99.0.1:0".parse().unwrap()),
+            advertise_udp: false,
+            ice_timeout: Duration::from_secs(3),
+            stats_interval: Duration::from_secs(1),
+            ..WhipConfig::default()
+        })
+        .await
+        .unwrap();
+        let (http, mut published) = serve(whip.clone()).await;
+        let url = format!("http://{http}/api/whip");
+        let pipeline = format!(
+            "videotestsrc is-live=true pattern=smpte ! video/x-raw,width=640,height=360,framerate=30/1 \
+             ! videoconvert ! queue ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=60 bframes=0 \
+             ! video/x-h264,profile=constrained-baseline ! rtph264pay config-interval=-1 pt=96 \
+             ! application/x-rtp,media=video,encoding-name=H264,payload=96,clock-rate=90000 ! whip.sink_0 \
+             audiotestsrc is-live=true wave=sine ! audioconvert ! audioresample ! queue ! opusenc \
+             ! rtpopuspay pt=111 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000 \
+             ! whip.sink_1 whipsink name=whip whip-endpoint={url} auth-token={}",
+            whip_support::KEY
+        );
+        let secs = 10u64;
+        let mut gst = tokio::process::Command::new("timeout")
+            .args(["-k", "2", "-s", "KILL", &secs.to_string(), "gst-launch-1.0", "-q"])
+            .args(pipeline.split_whitespace())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut p = tokio::time::timeout(Duration::from_secs(30), published.recv())
+            .await
+            .expect("whipsink did not POST an offer in 30 s")
+            .unwrap();
+        let mut got = Received::default();
+        let deadline = Instant::now() + Duration::from_secs(secs + 30);
+        while Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_millis(200), p.events.recv()).await {
+                Ok(Some(ev)) => got.take(ev),
+                Ok(None) => break,
+                Err(_) => {}
+            }
+        }
+        let _ = gst.wait().await;
+        let t = whip.transport_stats();
+        eprintln!(
+            "whipsink over ICE-TCP: {} video frames ({} keyframes), {} Opus frames, {t:?}",
+            got.video.len(),
+            got.keyframes(),
+            got.audio
+        );
+        assert_eq!(t.udp_datagrams, 0, "{t:?}");
+        assert_eq!(t.tcp_dropped, 0, "{t:?}");
+        assert!(t.tcp_frames as usize > got.video.len() + got.audio, "{t:?}");
+        assert!(got.video.first().is_some_and(|v| v.1), "first frame must be a keyframe");
+        // x264 at 30 fps with a keyframe every 2 s, Opus at 50 packets/s, for most of the run.
+        assert!(got.video.len() as f64 > (secs - 5) as f64 * 25.0, "{}", got.video.len());
+        assert!(got.keyframes() >= 2, "{}", got.keyframes());
+        assert!(got.audio as f64 > (secs - 5) as f64 * 45.0, "{}", got.audio);
+        assert!(got.video.windows(2).all(|w| w[1].0 > w[0].0));
+        let s = got.stats.last().expect("no Stats");
+        assert_eq!(s["transport"], "tcp", "{s}");
+    });
 }
