@@ -107,6 +107,8 @@ pub struct RtmpConfig {
     /// A publisher that sends nothing for this long is disconnected.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Single-threaded runtimes RTMP connections are spread over (0: one per CPU core).
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -176,6 +178,7 @@ impl Default for Config {
                 addr: "0.0.0.0:1935".into(),
                 app: "live".into(),
                 idle_timeout: Duration::from_secs(30),
+                workers: 0,
             },
             live: LiveConfig {
                 reconnect_window: Duration::from_secs(60),

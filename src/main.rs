@@ -222,6 +222,10 @@ async fn serve(cfg: config::Config, from: Option<PathBuf>) -> Result<()> {
         let rcfg = ingest::rtmp::RtmpConfig {
             app: cfg.rtmp.app.clone(),
             idle_timeout: cfg.rtmp.idle_timeout,
+            workers: match cfg.rtmp.workers {
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                n => n,
+            },
             ..Default::default()
         };
         let gate: std::sync::Arc<dyn ingest::publish::PublishGate> =

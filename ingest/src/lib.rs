@@ -7,5 +7,6 @@ pub mod flv;
 pub mod publish;
 pub mod rtmp;
 pub mod rtsp;
+pub mod shards;
 pub mod upload;
 pub mod whip;

@@ -30,6 +30,9 @@ pub struct RtmpConfig {
     /// How long to wait for the peer to close after a refusal was sent, so it can read the status
     /// before the socket goes away.
     pub close_linger: Duration,
+    /// Connections run on this many single-threaded runtimes ([`crate::shards`]); 0 runs them
+    /// on the caller's runtime.
+    pub workers: usize,
 }
 
 impl Default for RtmpConfig {
@@ -40,6 +43,7 @@ impl Default for RtmpConfig {
             idle_timeout: Duration::from_secs(30),
             stats_interval: Duration::from_secs(5),
             close_linger: Duration::from_secs(2),
+            workers: 0,
         }
     }
 }
@@ -52,6 +56,10 @@ pub async fn serve(
     config: RtmpConfig,
 ) -> std::io::Result<()> {
     let config = Arc::new(config);
+    let shards = match config.workers {
+        0 => None,
+        n => Some(crate::shards::Shards::start(n, "rtmp")?),
+    };
     let mut consecutive_errors = 0u32;
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -78,16 +86,45 @@ pub async fn serve(
         );
         let gate = gate.clone();
         let config = config.clone();
-        tokio::spawn(
-            async move {
-                tracing::debug!("connection accepted");
-                match connection(stream, peer, gate, &config).await {
-                    Ok(()) => tracing::info!("connection closed"),
-                    Err(e) => tracing::warn!(error = %e, "connection closed with an error"),
-                }
+        match &shards {
+            None => {
+                tokio::spawn(run_connection(stream, peer, gate, config).instrument(span));
             }
-            .instrument(span),
-        );
+            Some(shards) => {
+                // The accepted socket is registered with this runtime's reactor; on a shard it
+                // must be registered with the shard's own, or every readiness event would cross
+                // threads again. So it moves as a std socket and is re-registered there.
+                let std_stream = match stream.into_std() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(parent: &span, error = %e, "RTMP socket hand-off failed");
+                        continue;
+                    }
+                };
+                shards.spawn(
+                    async move {
+                        match TcpStream::from_std(std_stream) {
+                            Ok(stream) => run_connection(stream, peer, gate, config).await,
+                            Err(e) => tracing::warn!(error = %e, "RTMP socket hand-off failed"),
+                        }
+                    }
+                    .instrument(span),
+                );
+            }
+        }
+    }
+}
+
+async fn run_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    gate: Arc<dyn PublishGate>,
+    config: Arc<RtmpConfig>,
+) {
+    tracing::debug!("connection accepted");
+    match connection(stream, peer, gate, &config).await {
+        Ok(()) => tracing::info!("connection closed"),
+        Err(e) => tracing::warn!(error = %e, "connection closed with an error"),
     }
 }
 

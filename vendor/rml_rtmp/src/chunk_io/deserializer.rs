@@ -430,6 +430,14 @@ impl ChunkDeserializer {
 
         // No up-front reservation for the whole message (upstream reserved the announced length,
         // up to 16 MiB per chunk stream, before the bytes arrived); the buffer grows as they do.
+        // storef patch 8: but a message's first chunk reserves as much of the message as has
+        // already been received (bounded by the input buffer, so a peer cannot make it reserve
+        // bytes it did not send). A 10 KB video frame in 4 KB chunks otherwise grew through
+        // several reallocations and copies: ~7 % of storef's CPU with 50 RTMP publishers.
+        if self.current_payload_data.is_empty() && length < message_length {
+            self.current_payload_data
+                .reserve(min(message_length, self.buffer.len()));
+        }
         let bytes = self.buffer.split_to(length);
         self.current_payload_data.extend_from_slice(&bytes[..]);
 
@@ -1299,5 +1307,32 @@ mod tests {
             Err(ChunkDeserializationError::TooManyPartialBytes { .. }) => (),
             x => panic!("unexpected {:?}", x.map(|m| m.is_some())),
         }
+    }
+
+    // storef patch 8 test.
+
+    #[test]
+    fn storef_first_chunk_reserves_only_what_was_received() {
+        // A 300-byte message in 128-byte chunks; the first call holds its first chunk and 60
+        // bytes of the second: 189 bytes of input in hand, so at most that is reserved.
+        let mut bytes = storef_type_0_header(4, 300, 9);
+        bytes.extend_from_slice(&[1u8; 128]);
+        bytes.push(0xC4);
+        bytes.extend_from_slice(&[2u8; 60]);
+        let mut deserializer = ChunkDeserializer::new();
+        assert!(deserializer.get_next_message(&bytes).unwrap().is_none());
+        // The second chunk's header has been read, so the partial payload is the current one.
+        let partial = &deserializer.current_payload_data;
+        assert_eq!(partial.len(), 128);
+        assert!(partial.capacity() >= 189 && partial.capacity() < 300);
+
+        let mut rest = vec![2u8; 68];
+        rest.push(0xC4);
+        rest.extend_from_slice(&[3u8; 44]);
+        let message = deserializer.get_next_message(&rest).unwrap().unwrap();
+        let mut expected = vec![1u8; 128];
+        expected.extend_from_slice(&[2u8; 128]);
+        expected.extend_from_slice(&[3u8; 44]);
+        assert_eq!(&message.data[..], &expected[..]);
     }
 }
