@@ -98,10 +98,14 @@ async fn run_publish(
     cancel: CancellationToken,
 ) -> Result<()> {
     let sess = app.session(id);
+    let listing;
     let mut seg = {
         let mut s = sess.lock().await;
         let mut rec = app.stream(id)?;
         let protocol = app.publisher_protocol(id).map(str::to_string);
+        listing = protocol
+            .as_deref()
+            .and_then(|p| app.metrics.segment_listing.of(p));
         if rec.live_protocol != protocol {
             rec.live_protocol = protocol;
             app.db
@@ -136,6 +140,7 @@ async fn run_publish(
                     }
                 }
                 Some(IngestEvent::Frame(f)) => {
+                    let arrived = std::time::Instant::now();
                     if let Err(e) = seg.push(f) {
                         tracing::debug!(stream = %id, error = %e, "frame refused");
                     }
@@ -146,7 +151,14 @@ async fn run_publish(
                         last_ask = Some(std::time::Instant::now());
                         tracing::debug!(stream = %id, open = seg.open_duration(), "asked the publisher for a keyframe");
                     }
-                    commit_ready(app, id, &mut seg).await?;
+                    if let Some(seqs) = commit_ready(app, id, &mut seg).await? {
+                        // This frame closed them (a keyframe, or the first frame of a new run).
+                        let took = arrived.elapsed();
+                        if let Some(h) = listing {
+                            h.observe(took);
+                        }
+                        tracing::debug!(stream = %id, segments = ?seqs, listing_ms = took.as_secs_f64() * 1000.0, "segment listed");
+                    }
                 }
                 Some(IngestEvent::Stats(v)) => app.with_live(|m| {
                     if let Some(p) = m.get_mut(id).and_then(|e| e.publisher.as_mut()) {
@@ -156,7 +168,7 @@ async fn run_publish(
             }
         }
         seg.flush();
-        commit_ready(app, id, &mut seg).await
+        commit_ready(app, id, &mut seg).await.map(drop)
     }
     .await;
     let mut s = sess.lock().await;
@@ -168,11 +180,12 @@ async fn run_publish(
     result
 }
 
-/// Writes and commits whatever the segmenter has finished.
-async fn commit_ready(app: &App, id: &str, seg: &mut Segmenter) -> Result<()> {
+/// Writes and commits whatever the segmenter has finished; the sequence numbers of the media
+/// segments it listed, if any.
+async fn commit_ready(app: &App, id: &str, seg: &mut Segmenter) -> Result<Option<Vec<u64>>> {
     let outs: Vec<Output> = std::iter::from_fn(|| seg.poll_output()).collect();
     if outs.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let store = app.store.clone();
     let sid = id.to_string();
@@ -184,6 +197,7 @@ async fn commit_ready(app: &App, id: &str, seg: &mut Segmenter) -> Result<()> {
     .await??;
     packaged.stamp_times(now_ms());
     let n = packaged.segments.len() as u64;
+    let seqs: Vec<u64> = packaged.segments.iter().map(|s| s.sequence).collect();
     let bytes: u64 = packaged.segments.iter().map(|s| s.size).sum();
     let sess = app.session(id);
     let _guard = sess.lock().await;
@@ -194,7 +208,7 @@ async fn commit_ready(app: &App, id: &str, seg: &mut Segmenter) -> Result<()> {
     app.commit(commit).await?;
     Metrics::inc(&app.metrics.segments_written_total, n);
     Metrics::inc(&app.metrics.segment_bytes_total, bytes);
-    Ok(())
+    Ok((!seqs.is_empty()).then_some(seqs))
 }
 
 /// After a restart: streams that had a live publisher wait for it for one reconnect window.

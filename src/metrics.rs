@@ -2,12 +2,19 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 macro_rules! metrics {
     ($($name:ident : $kind:literal, $help:literal;)*) => {
         /// Process-wide counters and gauges.
         #[derive(Default, Debug)]
-        pub struct Metrics { $(pub $name: AtomicU64,)* }
+        pub struct Metrics {
+            $(pub $name: AtomicU64,)*
+            /// Closing keyframe reaching the packager -> its segment durable and listed in
+            /// live.m3u8, per live protocol: how far behind the publisher players are, beyond
+            /// the segment itself.
+            pub segment_listing: ListingLatency,
+        }
 
         impl Metrics {
             /// The exposition text.
@@ -24,6 +31,7 @@ macro_rules! metrics {
                 let _ = writeln!(s, "# HELP storef_publishers Connected live publishers.");
                 let _ = writeln!(s, "# TYPE storef_publishers gauge");
                 let _ = writeln!(s, "storef_publishers {publishers}");
+                self.segment_listing.render(&mut s);
                 s
             }
         }
@@ -56,5 +64,111 @@ metrics! {
 impl Metrics {
     pub fn inc(c: &AtomicU64, by: u64) {
         c.fetch_add(by, Relaxed);
+    }
+}
+
+/// Upper bounds of the latency histogram buckets, in milliseconds: fine below 50 ms, where a
+/// healthy server lists segments, coarse above.
+const BUCKETS_MS: [f64; 18] = [
+    1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 200.0, 500.0, 1000.0,
+    2000.0, 5000.0, 10000.0,
+];
+
+/// A Prometheus histogram of durations (cumulative buckets rendered from per-bucket counts).
+#[derive(Default, Debug)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative); the last slot is `+Inf`.
+    counts: [AtomicU64; BUCKETS_MS.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let ms = d.as_secs_f64() * 1000.0;
+        let i = BUCKETS_MS
+            .iter()
+            .position(|b| ms <= *b)
+            .unwrap_or(BUCKETS_MS.len());
+        self.counts[i].fetch_add(1, Relaxed);
+        self.sum_us
+            .fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    fn render(&self, s: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            cumulative += c.load(Relaxed);
+            let le = BUCKETS_MS
+                .get(i)
+                .map_or_else(|| "+Inf".to_string(), |ms| format!("{}", ms / 1000.0));
+            let _ = writeln!(s, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+        }
+        let sum = self.sum_us.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(s, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(s, "{name}_count{{{labels}}} {cumulative}");
+    }
+}
+
+/// [`Histogram`]s of segment-listing latency, one per live protocol.
+#[derive(Default, Debug)]
+pub struct ListingLatency {
+    pub rtmp: Histogram,
+    pub whip: Histogram,
+    pub rtsp: Histogram,
+}
+
+impl ListingLatency {
+    /// The histogram of `protocol` (the publisher's protocol name), if it is a live one.
+    pub fn of(&self, protocol: &str) -> Option<&Histogram> {
+        match protocol {
+            "rtmp" => Some(&self.rtmp),
+            "whip" => Some(&self.whip),
+            "rtsp" => Some(&self.rtsp),
+            _ => None,
+        }
+    }
+
+    fn render(&self, s: &mut String) {
+        const NAME: &str = "storef_segment_listing_seconds";
+        let _ = writeln!(
+            s,
+            "# HELP {NAME} From the keyframe that closes a live segment reaching the packager to the segment being durable and listed in live.m3u8."
+        );
+        let _ = writeln!(s, "# TYPE {NAME} histogram");
+        for (p, h) in [("rtmp", &self.rtmp), ("whip", &self.whip), ("rtsp", &self.rtsp)] {
+            h.render(s, NAME, &format!("protocol=\"{p}\""));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_renders_cumulative_buckets_sum_and_count() {
+        let h = Histogram::default();
+        for ms in [0.5, 4.0, 5.0, 12.0, 20_000.0] {
+            h.observe(Duration::from_secs_f64(ms / 1000.0));
+        }
+        let mut s = String::new();
+        h.render(&mut s, "x", "protocol=\"rtmp\"");
+        let line = |le: &str| {
+            s.lines()
+                .find(|l| l.starts_with(&format!("x_bucket{{protocol=\"rtmp\",le=\"{le}\"}}")))
+                .unwrap_or_else(|| panic!("no bucket {le} in {s}"))
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(line("0.001"), "1");
+        assert_eq!(line("0.003"), "1");
+        assert_eq!(line("0.005"), "3");
+        assert_eq!(line("0.015"), "4");
+        assert_eq!(line("10"), "4");
+        assert_eq!(line("+Inf"), "5");
+        assert!(s.contains("x_count{protocol=\"rtmp\"} 5\n"), "{s}");
+        assert!(s.contains("x_sum{protocol=\"rtmp\"} 20.0215\n"), "{s}");
     }
 }

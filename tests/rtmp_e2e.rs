@@ -106,6 +106,28 @@ async fn ffmpeg_push_becomes_hls_and_vod() {
         "every pushed frame is in the HLS"
     );
     run(ffmpeg().args(["-xerror", "-i", &pl, "-f", "null", "-"]));
+    // Every segment but the last (closed when the publisher left, not by a keyframe) has its
+    // keyframe-to-listed latency in the histogram, and none took a second.
+    let metrics = get_text(&s.url("/metrics")).await.1;
+    let sample = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{metrics}"))
+    };
+    let closed_by_keyframe = (entries.len() - 1) as f64;
+    assert_eq!(
+        sample("storef_segment_listing_seconds_count{protocol=\"rtmp\"}"),
+        closed_by_keyframe
+    );
+    assert_eq!(
+        sample("storef_segment_listing_seconds_bucket{protocol=\"rtmp\",le=\"1\"}"),
+        closed_by_keyframe
+    );
+    assert_eq!(
+        sample("storef_segment_listing_seconds_count{protocol=\"whip\"}"),
+        0.0
+    );
     // Segments near the GOP (1 s) at a 2 s target: every one but the last is 2 s.
     for (k, e) in entries.iter().enumerate() {
         if k + 1 < entries.len() {
