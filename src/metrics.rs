@@ -135,7 +135,11 @@ impl ListingLatency {
             "# HELP {NAME} From the keyframe that closes a live segment reaching the packager to the segment being durable and listed in live.m3u8."
         );
         let _ = writeln!(s, "# TYPE {NAME} histogram");
-        for (p, h) in [("rtmp", &self.rtmp), ("whip", &self.whip), ("rtsp", &self.rtsp)] {
+        for (p, h) in [
+            ("rtmp", &self.rtmp),
+            ("whip", &self.whip),
+            ("rtsp", &self.rtsp),
+        ] {
             h.render(s, NAME, &format!("protocol=\"{p}\""));
         }
     }
