@@ -182,32 +182,41 @@ async fn run_publish(
 
 /// Writes and commits whatever the segmenter has finished; the sequence numbers of the media
 /// segments it listed, if any.
+///
+/// Files and the sled record are written in one blocking step: a live stream closes a segment
+/// every couple of seconds, and each thread hop per segment costs more than the work itself.
 async fn commit_ready(app: &App, id: &str, seg: &mut Segmenter) -> Result<Option<Vec<u64>>> {
     let outs: Vec<Output> = std::iter::from_fn(|| seg.poll_output()).collect();
     if outs.is_empty() {
         return Ok(None);
     }
-    let store = app.store.clone();
-    let sid = id.to_string();
-    let mut packaged = tokio::task::spawn_blocking(move || -> Result<Packaged> {
-        let mut p = Packaged::default();
-        write_outputs(&store, &sid, outs, &mut p)?;
-        Ok(p)
-    })
-    .await??;
-    packaged.stamp_times(now_ms());
-    let n = packaged.segments.len() as u64;
-    let seqs: Vec<u64> = packaged.segments.iter().map(|s| s.sequence).collect();
-    let bytes: u64 = packaged.segments.iter().map(|s| s.size).sum();
     let sess = app.session(id);
+    // Held until the record is committed: a stop or status read sees this commit whole or not.
     let _guard = sess.lock().await;
     let mut rec = app.stream(id)?;
-    let mut commit = Commit::default();
-    packaged.into_commit(&mut rec, seg, &mut commit);
-    commit.streams.push(rec);
-    app.commit(commit).await?;
-    Metrics::inc(&app.metrics.segments_written_total, n);
+    rec.resume = serde_json::to_value(seg.resume_point()).ok();
+    let (store, db, sid) = (app.store.clone(), app.db.clone(), id.to_string());
+    let commit = tokio::task::spawn_blocking(move || -> Result<Commit> {
+        let mut p = Packaged::default();
+        write_outputs(&store, &sid, outs, &mut p)?;
+        p.stamp_times(now_ms());
+        let commit = Commit {
+            streams: vec![rec],
+            segments: p.segments,
+            inits: p.inits,
+            ..Default::default()
+        };
+        db.commit_blocking(&commit)?;
+        Ok(commit)
+    })
+    .await??;
+    let seqs: Vec<u64> = commit.segments.iter().map(|s| s.sequence).collect();
+    let bytes: u64 = commit.segments.iter().map(|s| s.size).sum();
+    Metrics::inc(&app.metrics.segments_written_total, seqs.len() as u64);
     Metrics::inc(&app.metrics.segment_bytes_total, bytes);
+    // Durable now; the FilCDN pinner may take the files.
+    let items = crate::pin::items_of(app, &commit);
+    crate::pin::enqueue(app, items).await;
     Ok((!seqs.is_empty()).then_some(seqs))
 }
 

@@ -103,6 +103,20 @@ impl Db {
 
     /// Applies `c` atomically and flushes it to disk.
     pub async fn commit(&self, c: Commit) -> Result<()> {
+        self.apply(&c)?;
+        self.flush().await
+    }
+
+    /// [`Db::commit`] for a caller already on a blocking thread (a live segment, written and
+    /// committed in one blocking step). sled's async flush hands the work to its own thread pool
+    /// and wakes the caller back: two thread hops per segment that this avoids.
+    pub fn commit_blocking(&self, c: &Commit) -> Result<()> {
+        self.apply(c)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn apply(&self, c: &Commit) -> Result<()> {
         let mut b = sled::Batch::default();
         for s in &c.streams {
             b.insert(stream_key(&s.id), encode(s)?);
@@ -125,7 +139,7 @@ impl Db {
             b.remove(chunk_key(s, *seq));
         }
         self.main.apply_batch(b)?;
-        self.flush().await
+        Ok(())
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {

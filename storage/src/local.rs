@@ -44,17 +44,26 @@ impl LocalStore {
         let dir = dest
             .parent()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no parent"))?;
-        fs::create_dir_all(dir)?;
         let tmp = dir.join(format!(
             ".{}.tmp{}",
             dest.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
             std::process::id()
         ));
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
+        let open = || {
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)
+        };
+        // The directory exists for every file but a stream's first: create it only then.
+        let mut f = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(dir)?;
+                open()?
+            }
+            r => r?,
+        };
         let mut n = 0u64;
         for p in parts {
             f.write_all(p)?;

@@ -9,10 +9,12 @@ use super::session::{RtmpSession, SessionConfig, SessionEvent};
 use crate::publish::{IngestEvent, PublishGate, Publisher};
 use packager::Codec;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::Instrument;
 
 /// RTMP listener settings.
@@ -172,28 +174,55 @@ async fn connection(
     stats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let mut last_input = accepted_at;
+    // One timer for both deadlines, re-armed lazily: when it fires early (input arrived since
+    // it was set) it moves to the new deadline. Arming a fresh timeout around every read cost a
+    // timer-wheel insert and removal per RTMP message.
+    let deadline = tokio::time::sleep_until(accepted_at + config.handshake_timeout);
+    tokio::pin!(deadline);
+    let mut armed_for_idle = false;
+    // The publisher's cancellation, waited on across reads (a fresh wait per read registers and
+    // deregisters a waiter every time).
+    let mut cancelled: Option<(String, Pin<Box<WaitForCancellationFutureOwned>>)> = None;
     let result = loop {
-        // From the last bytes received, not from this iteration: stats ticks must not extend it.
-        let read_deadline = if session.handshake_done() {
-            last_input + config.idle_timeout
-        } else {
-            accepted_at + config.handshake_timeout
-        };
-        let cancel = active.as_ref().map(|a| a.publisher.cancel.clone());
-        let cancelled = async {
-            match cancel {
-                Some(c) => c.cancelled().await,
-                None => std::future::pending().await,
+        // Follows `active`: a connection may end one publish and start another.
+        match &active {
+            None => cancelled = None,
+            Some(a) if cancelled.as_ref().map(|c| &c.0) != Some(&a.publisher.stream_id) => {
+                cancelled = Some((
+                    a.publisher.stream_id.clone(),
+                    Box::pin(a.publisher.cancel.clone().cancelled_owned()),
+                ));
             }
-        };
+            Some(_) => {}
+        }
         let n = tokio::select! {
-            r = tokio::time::timeout_at(read_deadline, stream.read(&mut buf)) => match r {
-                Err(_) if session.handshake_done() => break Err(ConnectionError::Idle(config.idle_timeout)),
-                Err(_) => break Err(ConnectionError::HandshakeTimeout(config.handshake_timeout)),
-                Ok(Err(e)) => break Err(e.into()),
-                Ok(Ok(n)) => n,
+            r = stream.read(&mut buf) => match r {
+                Err(e) => break Err(e.into()),
+                Ok(n) => n,
             },
-            () = cancelled => {
+            () = &mut deadline => {
+                // From the last bytes received: stats ticks must not extend it.
+                let due = if session.handshake_done() {
+                    last_input + config.idle_timeout
+                } else {
+                    accepted_at + config.handshake_timeout
+                };
+                if tokio::time::Instant::now() >= due {
+                    break Err(if session.handshake_done() {
+                        ConnectionError::Idle(config.idle_timeout)
+                    } else {
+                        ConnectionError::HandshakeTimeout(config.handshake_timeout)
+                    });
+                }
+                deadline.as_mut().reset(due);
+                continue;
+            }
+            () = async {
+                match cancelled.as_mut() {
+                    Some((_, c)) => c.as_mut().await,
+                    None => std::future::pending().await,
+                }
+            } => {
                 tracing::info!("publish stopped by the server");
                 break Ok(());
             }
@@ -213,6 +242,10 @@ async fn connection(
             break Ok(());
         }
         let events = session.feed(&buf[..n]);
+        if !armed_for_idle && session.handshake_done() {
+            armed_for_idle = true;
+            deadline.as_mut().reset(last_input + config.idle_timeout);
+        }
         let out = session.take_outbound();
         if !out.is_empty() {
             if let Err(e) = write_all(&mut stream, &out, config.idle_timeout).await {
