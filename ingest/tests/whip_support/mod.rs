@@ -155,39 +155,8 @@ pub fn run(cmd: &mut Command) {
     assert!(st.success(), "{cmd:?} failed");
 }
 
-/// Deletes the namespace however the test ends.
-pub struct Netns(pub String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-pub fn plugin_dir() -> PathBuf {
-    let cache = std::env::var_os("WHIPSINK_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/whipsink"));
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/whip/build-whipsink.sh");
-    run(Command::new("sh").arg(script).arg(&cache));
-    cache.join("target/release")
-}
-
-/// A network namespace with `lo` up and a veth pair 10.99.0.1 (v0) ↔ 10.99.0.2 (v1): libnice
-/// pairs nothing with loopback candidates, and gathers nothing with only `lo`.
-pub fn netns_with_veth(prefix: &str) -> Netns {
-    let ns = Netns(format!("{prefix}{}", std::process::id()));
-    run(Command::new("ip").args(["netns", "add", &ns.0]));
-    let ip = |args: &[&str]| {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &ns.0, "ip"]).args(args);
-        run(&mut c);
-    };
-    ip(&["link", "set", "lo", "up"]);
-    ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
-    ip(&["addr", "add", "10.99.0.1/24", "dev", "v0"]);
-    ip(&["addr", "add", "10.99.0.2/24", "dev", "v1"]);
-    ip(&["link", "set", "v0", "up"]);
-    ip(&["link", "set", "v1", "up"]);
-    ns
-}
+// The namespace and plugin helpers are shared with the root crate's storef-binary tests.
+#[path = "../../../tests/common/netns.rs"]
+mod netns;
+#[allow(unused_imports)] // each test binary uses some of them
+pub use netns::{netns_with_veth, plugin_dir, Netns};
