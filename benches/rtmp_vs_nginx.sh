@@ -11,8 +11,11 @@
 # Per N it prints: CPU seconds per stream of each server (utime+stime from /proc/PID/stat around
 # the publishing, nginx: master + workers), their ratio, storef's peak RSS (VmHWM) per stream
 # above its idle RSS, segment-listing latency p50/p99 (closing keyframe written by the publisher
-# -> segment listed in the playlist, polled every 5 ms while one is awaited; an upper bound), and
-# how many publishers fell behind real time by more than 1 s or failed.
+# -> segment listed in the playlist, polled every 5 ms while one is awaited; an upper bound),
+# storef's own measure of the same for every segment of every stream (closing keyframe reaching
+# its packager -> listed, from its debug log), and how many publishers fell behind real time by
+# more than 1 s or failed. STOREF_RTMP_WORKERS sets storef's [rtmp] workers (default 0: one per
+# core; the nginx reference config runs worker_processes 1).
 #
 # Needs: ffmpeg, curl, jq, nginx + libnginx-mod-rtmp (installed here when missing), release builds
 # of storef and rtmp_load (built here when missing: CARGO_TARGET_DIR, default ./target).
@@ -85,7 +88,8 @@ run_storef() { # N -> "cpu_s rss_kb_per_stream hwm_kb behind samples p50 p99 max
   local n=$1 dir=$WORK/storef-$1 secret=bench-secret-$RANDOM$RANDOM pid token
   mkdir -p "$dir"
   local env=(STOREF_HTTP_ADDR=127.0.0.1:$HTTP_PORT STOREF_RTMP_ADDR=127.0.0.1:$RTMP_PORT
-    STOREF_STORAGE_DATA_DIR=$dir/data STOREF_AUTH_JWT_SECRET=$secret STOREF_WEBRTC_ENABLED=false)
+    STOREF_STORAGE_DATA_DIR=$dir/data STOREF_AUTH_JWT_SECRET=$secret STOREF_WEBRTC_ENABLED=false
+    STOREF_LOG_FILTER=info,storef::live=debug STOREF_RTMP_WORKERS=${STOREF_RTMP_WORKERS:-0})
   (cd "$dir" && exec env "${env[@]}" "$STOREF_BIN" serve >"$dir/storef.log" 2>&1) &
   pid=$!
   echo "$pid" >>"$WORK/pids"
@@ -113,7 +117,19 @@ run_storef() { # N -> "cpu_s rss_kb_per_stream hwm_kb behind samples p50 p99 max
   kill -TERM "$pid"
   wait "$pid" 2>/dev/null || true
   echo "$(awk -v a="$t0" -v b="$t1" -v t="$TCK" 'BEGIN {printf "%.3f", (b - a) / t}') \
-$(((hwm - rss0) / n)) $hwm $(load_summary "$dir/load.tsv")"
+$(((hwm - rss0) / n)) $hwm $(load_summary "$dir/load.tsv") $(internal_latency "$dir/storef.log")"
+}
+
+# internal_latency LOG -> "count p50 p99 max": storef's own measure of every segment of every
+# stream (closing keyframe reaching the packager -> listed), from its debug 'segment listed' lines.
+internal_latency() {
+  grep -o 'listing_ms=[0-9.]*' "$1" | cut -d= -f2 | sort -g | awk '{v[NR] = $1}
+    END {
+      if (NR == 0) { print "0 nan nan nan"; exit }
+      i50 = int(NR * 0.50 + 0.5); if (i50 < 1) i50 = 1
+      i99 = int(NR * 0.99 + 0.5); if (i99 < 1) i99 = 1; if (i99 > NR) i99 = NR
+      printf "%d %.1f %.1f %.1f\n", NR, v[i50], v[i99], v[NR]
+    }'
 }
 
 run_nginx() { # N -> "cpu_s rss_kb_per_stream hwm_kb behind samples p50 p99 max unlisted"
@@ -150,18 +166,19 @@ echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at 
 ROWS=()
 for n in "${NS[@]}"; do
   echo "N=$n: storef ..." >&2
-  read -r s_cpu s_rss s_hwm s_behind s_samples s_p50 s_p99 s_max s_unlisted <<<"$(run_storef "$n")"
+  read -r s_cpu s_rss s_hwm s_behind s_samples s_p50 s_p99 s_max s_unlisted i_n i_p50 i_p99 i_max <<<"$(run_storef "$n")"
   echo "N=$n: nginx-rtmp ..." >&2
   read -r g_cpu g_rss g_hwm g_behind g_samples g_p50 g_p99 g_max g_unlisted <<<"$(run_nginx "$n")"
   ROWS+=("$(awk -v n="$n" -v sc="$s_cpu" -v gc="$g_cpu" -v sr="$s_rss" -v sh="$s_hwm" -v gr="$g_rss" \
     -v sp50="$s_p50" -v sp99="$s_p99" -v ss="$s_samples" -v su="$s_unlisted" -v sb="$s_behind" \
-    -v gp50="$g_p50" -v gp99="$g_p99" -v gb="$g_behind" 'BEGIN {
-      printf "| %d | %.3f | %.3f | %s | %.0f KiB (%.0f MiB total) | %.0f KiB | %s / %s ms (%d samples, %d unlisted) | %s / %s ms | %d | %d |",
+    -v gp50="$g_p50" -v gp99="$g_p99" -v gb="$g_behind" \
+    -v in="$i_n" -v ip50="$i_p50" -v ip99="$i_p99" -v imax="$i_max" 'BEGIN {
+      printf "| %d | %.3f | %.3f | %s | %.0f KiB (%.0f MiB total) | %.0f KiB | %s / %s ms (%d samples, %d unlisted) | %s / %s / %s ms (%d segments) | %s / %s ms | %d | %d |",
         n, sc / n, gc / n, (gc > 0 ? sprintf("%.2f", sc / gc) : "n/a"), sr, sh / 1024, gr,
-        sp50, sp99, ss, su, gp50, gp99, sb, gb }')")
+        sp50, sp99, ss, su, ip50, ip99, imax, in, gp50, gp99, sb, gb }')")
   echo "load average now $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 done
-echo "| N | storef CPU s/stream | nginx CPU s/stream | ratio storef/nginx | storef peak RSS/stream (above idle) | nginx peak RSS/stream | storef listing latency p50/p99 | nginx listing latency p50/p99 | storef publishers behind/failed | nginx publishers behind/failed |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| N | storef CPU s/stream | nginx CPU s/stream | ratio storef/nginx | storef peak RSS/stream (above idle) | nginx peak RSS/stream | storef listing latency p50/p99 (polled) | storef listing latency p50/p99/max (its log, every segment) | nginx listing latency p50/p99 (polled) | storef publishers behind/failed | nginx publishers behind/failed |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"
 echo "($LOOPS x 10 s of 720p30 H.264 ~2.5 Mb/s + AAC 128 kb/s per publisher; $(nproc) cores; load average at end $(cut -d' ' -f1-3 /proc/loadavg))"
