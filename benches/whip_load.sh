@@ -8,7 +8,14 @@
 # choice: its mpegtsmux in GStreamer 1.22 stops at the second fragment with "Stream type change
 # from 06 to 8f" on Opus; mp4mux stops on "Buffer has no PTS", and with h264timestamper on
 # "Queued GOP time is negative".) The peer does less than storef: no fsync, no database, no
-# playlist, no CMAF fragmenting.
+# playlist, no CMAF fragmenting. Each peer stream is its own gst-launch process (see run_peer),
+# which adds per-process overhead to its CPU and RSS: one process for all N measured 0.575 /
+# 0.698 CPU s/stream and 6.4 / 4.4 MiB/stream at N = 10 / 50, but one splitmuxsink error stops
+# every stream in it.
+#
+# If storef stops answering HTTP (seen at N = 50: a sled deadlock, every sled-io thread in
+# flush_async while Db::apply's apply_batch waits for the write lock), the row says so
+# ("histogram no-answer") and gdb's thread stacks are saved next to its log (KEEP=1).
 #
 #   benches/whip_load.sh [N ...]          default: 10 50
 #   env: SECONDS_PUBLISHED (30), PEER=0 skips the peer, KEEP=1 keeps the temp dir,
@@ -35,7 +42,7 @@
 # keyframes (~2.6 s) instead of the natural ones. The count of requests is printed with them.
 # The peer has no comparable listing-latency probe: n/a. Its segment durations are every
 # finished fragment's (ffprobe), its "connected" = publishers whose first fragment was opened;
-# an ERROR line from its pipeline is printed (it would stop all N).
+# pipelines stopped by an ERROR are counted (their CPU up to then is included).
 #
 # Needs root (ip netns), iproute2, curl, jq, and the GStreamer packages scripts/test.sh installs.
 set -euo pipefail
@@ -126,7 +133,7 @@ secs_of() { awk -v a="$1" -v b="$2" -v t="$TCK" 'BEGIN {printf "%.2f", (b - a) /
 
 wait_http() {
   for _ in $(seq 200); do
-    nsx curl -s -o /dev/null "$1" && return 0
+    nsx curl -s -m 2 -o /dev/null "$1" && return 0
     sleep 0.05
   done
   echo "$1 never answered" >&2
@@ -185,7 +192,7 @@ run_storef() { # N -> "cpu_s rss_kb_per_stream hwm_kb connected with_segments p5
   token=$(cd "$dir" && env "${env[@]}" "$STOREF_BIN" token --user bench)
   local args=() ids=() resp
   for _ in $(seq "$n"); do
-    resp=$(nsx curl -sf -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+    resp=$(nsx curl -sf -m 10 -X POST -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
       -d '{"title":"bench"}' "$base/api/streams/start")
     args+=("$(jq -r .whipUrl <<<"$resp")" "$(jq -r .streamKey <<<"$resp")")
     ids+=("$(jq -r .streamId <<<"$resp")")
@@ -199,10 +206,10 @@ run_storef() { # N -> "cpu_s rss_kb_per_stream hwm_kb connected with_segments p5
   g0=$(cpu_ticks "$gst")
   sleep $((SECS / 2))
   # Half way: which streams show a WHIP publisher.
-  local connected=0 id
+  local connected=0 id st
   for id in "${ids[@]}"; do
-    nsx curl -sf -H "Authorization: Bearer $token" "$base/api/streams/$id" |
-      jq -e '.stream.publisher.protocol == "whip"' >/dev/null && connected=$((connected + 1))
+    st=$(nsx curl -sf -m 10 -H "Authorization: Bearer $token" "$base/api/streams/$id") || break
+    jq -e '.stream.publisher.protocol == "whip"' >/dev/null <<<"$st" && connected=$((connected + 1))
   done
   sleep $((SECS - SECS / 2))
   g1=$(cpu_ticks "$gst")
@@ -212,14 +219,23 @@ run_storef() { # N -> "cpu_s rss_kb_per_stream hwm_kb connected with_segments p5
   t1=$(cpu_ticks "$pid")
   hwm=$(kb "$pid" VmHWM)
   local hist with_segments=0
-  hist=$(nsx curl -sf "$base/metrics" |
-    awk '$1 == "storef_segment_listing_seconds_count{protocol=\"whip\"}" {print $2}')
+  hist=$(nsx curl -sf -m 10 "$base/metrics" |
+    awk '$1 == "storef_segment_listing_seconds_count{protocol=\"whip\"}" {print $2}') || true
+  if [ -z "$hist" ]; then
+    hist=no-answer
+    echo "N=$n: storef stopped answering HTTP (thread stacks: $dir/threads.txt, KEEP=1 keeps it)" >&2
+    command -v gdb >/dev/null && gdb -p "$pid" -batch -ex 'thread apply all bt 30' \
+      >"$dir/threads.txt" 2>/dev/null || true
+  fi
   for i in "${!ids[@]}"; do
-    nsx curl -sf -H "Authorization: Bearer $token" "$base/api/streams/${ids[$i]}/live.m3u8" \
+    [ "$hist" = no-answer ] && break
+    nsx curl -sf -m 10 -H "Authorization: Bearer $token" "$base/api/streams/${ids[$i]}/live.m3u8" \
       >"$dir/pl-$i.m3u8" || true
     grep -q '^#EXTINF' "$dir/pl-$i.m3u8" && with_segments=$((with_segments + 1))
   done
   kill -TERM "$pid"
+  sleep 2
+  kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   sed -n 's/.*segment listed.*listing_ms=\([0-9.e+-]*\).*/\1/p' "$dir/storef.log" >"$dir/listing_ms"
   echo "$(secs_of "$t0" "$t1") $(((hwm - rss0) / n)) $hwm $connected $with_segments \
@@ -227,29 +243,42 @@ $(stats "$dir/listing_ms") ${hist:-nan} $(durations "$dir"/pl-*.m3u8) $(secs_of 
 $(grep -c 'asked the publisher for a keyframe' "$dir/storef.log" || true)"
 }
 
-run_peer() { # N -> "cpu_s rss_kb_per_stream hwm_kb connected with_segments mean max segs gst_cpu_s"
-  local n=$1 dir=$WORK/peer-$1 i p="" pid args=() gst
-  for i in $(seq 0 $((n - 1))); do
-    mkdir -p "$dir/$i"
-    # One whipserversrc per publisher (it holds one session), each on its own HTTP port; the
-    # decodebin3 inside stops at the encoded caps asked for, so nothing is decoded.
-    p="$p whipserversrc name=s$i signaller::host-addr=http://$SERVER_IP:$((9000 + i))/ stun-server=stun://127.0.0.1:9
-       s$i.video_0 ! video/x-h264 ! h264parse ! queue ! m$i.video
-       s$i.audio_0 ! audio/x-opus ! opusparse ! queue ! m$i.audio_0
-       splitmuxsink name=m$i muxer=matroskamux max-size-time=2000000000 location=$dir/$i/seg%05d.mkv"
-    args+=("http://$SERVER_IP:$((9000 + i))/whip/endpoint" "peer")
-  done
-  # shellcheck disable=SC2086
-  (GST_PLUGIN_PATH=$PEER_DIR exec ip netns exec "$NETNS" gst-launch-1.0 -q $p >"$dir/server.log" 2>&1) &
+run_peer() { # N -> "cpu_s rss_kb_per_stream hwm_kb connected with_segments mean max segs gst_cpu_s errors"
+  local n=$1 dir=$WORK/peer-$1 i p pid args=() gst kids=()
+  # One gst-launch per publisher: splitmuxsink sometimes stops its pipeline at the first fragment
+  # ("Timestamping error on input streams: Queued GOP time is negative"), and one pipeline for
+  # all N would lose every stream. They are children of one holder shell that reaps them, so
+  # the CPU of one that dies early still counts (the holder's cutime + cstime).
+  (
+    for i in $(seq 0 $((n - 1))); do
+      mkdir -p "$dir/$i"
+      # whipserversrc holds one session; the decodebin3 inside stops at the encoded caps asked
+      # for, so nothing is decoded.
+      p="whipserversrc name=s signaller::host-addr=http://$SERVER_IP:$((9000 + i))/ stun-server=stun://127.0.0.1:9
+         s.video_0 ! video/x-h264 ! h264parse ! queue ! m.video
+         s.audio_0 ! audio/x-opus ! opusparse ! queue ! m.audio_0
+         splitmuxsink name=m muxer=matroskamux max-size-time=2000000000 location=$dir/$i/seg%05d.mkv"
+      # shellcheck disable=SC2086
+      GST_PLUGIN_PATH=$PEER_DIR ip netns exec "$NETNS" gst-launch-1.0 -q $p >"$dir/server-$i.log" 2>&1 &
+      echo $! >>"$dir/kids"
+    done
+    wait
+    exec sleep 100000
+  ) 2>/dev/null &
   pid=$!
   echo "$pid" >>"$WORK/pids"
-  for _ in $(seq 300); do
-    nsx curl -s -o /dev/null -X OPTIONS "http://$SERVER_IP:$((9000 + n - 1))/whip/endpoint" && break
-    sleep 0.1
+  for i in $(seq 0 $((n - 1))); do
+    args+=("http://$SERVER_IP:$((9000 + i))/whip/endpoint" "peer")
+    for _ in $(seq 300); do
+      nsx curl -s -m 2 -o /dev/null -X OPTIONS "http://$SERVER_IP:$((9000 + i))/whip/endpoint" && break
+      sleep 0.1
+    done
   done
-  local rss0 t0 t1 g0 g1 hwm connected=0 with_segments=0 f
-  rss0=$(kb "$pid" VmRSS)
-  t0=$(cpu_ticks "$pid")
+  mapfile -t kids <"$dir/kids"
+  cat "$dir/kids" >>"$WORK/pids"
+  local rss0=0 t0 t1 g0 g1 hwm=0 connected=0 with_segments=0 f k errors
+  for k in "${kids[@]}"; do rss0=$((rss0 + $(kb "$k" VmRSS))); done
+  t0=$(cpu_ticks "${kids[@]}")
   publisher "$n" "${args[@]}" >"$dir/gst.log" 2>&1 &
   gst=$!
   echo "$gst" >>"$WORK/pids"
@@ -259,11 +288,14 @@ run_peer() { # N -> "cpu_s rss_kb_per_stream hwm_kb connected with_segments mean
   kill -9 "$gst"
   wait "$gst" 2>/dev/null || true
   sleep 5
-  t1=$(cpu_ticks "$pid")
-  hwm=$(kb "$pid" VmHWM)
+  for k in "${kids[@]}"; do hwm=$((hwm + $(kb "$k" VmHWM 2>/dev/null || echo 0))); done
+  kill -9 "${kids[@]}" 2>/dev/null || true
+  sleep 1 # the holder reaps them: its cutime + cstime is then all of their CPU
+  t1=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $14 + $15}')
   kill -9 "$pid"
   wait "$pid" 2>/dev/null || true
-  grep -m1 -A3 '^ERROR' "$dir/server.log" >&2 || true
+  errors=$(grep -l '^ERROR' "$dir"/server-*.log 2>/dev/null | wc -l)
+  [ "$errors" = 0 ] || grep -h -m1 '^ERROR' "$dir"/server-*.log | sort | uniq -c >&2
   # Matroska fragments are readable as they are written; the one open at the end has no duration.
   : >"$dir/durations"
   for i in $(seq 0 $((n - 1))); do
@@ -278,7 +310,7 @@ run_peer() { # N -> "cpu_s rss_kb_per_stream hwm_kb connected with_segments mean
   done
   echo "$(secs_of "$t0" "$t1") $(((hwm - rss0) / n)) $hwm $connected $with_segments \
 $(awk '{ s += $1; if ($1 > m) m = $1; c++ } END { if (c) printf "%.2f %.2f %d", s / c, m, c; else printf "nan nan 0" }' "$dir/durations") \
-$(secs_of "$g0" "$g1")"
+$(secs_of "$g0" "$g1") $errors"
 }
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at start; $SECS s published per run" >&2
@@ -287,20 +319,20 @@ for n in "${NS_LIST[@]}"; do
   echo "N=$n: storef ..." >&2
   read -r s_cpu s_rss s_hwm s_conn s_segd s_p50 s_p99 s_max s_lines s_hist s_mean s_dmax s_nseg s_gst \
     s_asks <<<"$(run_storef "$n")"
-  g_cpu=nan g_rss=0 g_hwm=0 g_conn=0 g_segd=0 g_mean=nan g_dmax=nan g_nseg=0 g_gst=nan
+  g_cpu=nan g_rss=0 g_hwm=0 g_conn=0 g_segd=0 g_mean=nan g_dmax=nan g_nseg=0 g_gst=nan g_err=0
   if [ "${PEER:-1}" = 1 ]; then
     echo "N=$n: gstreamer whipserversrc ..." >&2
-    read -r g_cpu g_rss g_hwm g_conn g_segd g_mean g_dmax g_nseg g_gst <<<"$(run_peer "$n")"
+    read -r g_cpu g_rss g_hwm g_conn g_segd g_mean g_dmax g_nseg g_gst g_err <<<"$(run_peer "$n")"
   fi
   ROWS+=("$(awk -v n="$n" -v sc="$s_cpu" -v gc="$g_cpu" -v sr="$s_rss" -v sh="$s_hwm" -v gr="$g_rss" \
     -v p50="$s_p50" -v p99="$s_p99" -v mx="$s_max" -v lines="$s_lines" -v hist="$s_hist" \
     -v sc2="$s_conn" -v ss="$s_segd" -v gc2="$g_conn" -v gs="$g_segd" \
     -v sm="$s_mean" -v sx="$s_dmax" -v sn="$s_nseg" -v gm="$g_mean" -v gx="$g_dmax" -v gn="$g_nseg" \
-    -v sg="$s_gst" -v gg="$g_gst" -v asks="$s_asks" 'BEGIN {
-      printf "| %d | %.3f | %s | %s | %.0f KiB (%.0f MiB total) | %.0f KiB | %s / %s / %s ms (%d lines, histogram %s) | %d / %d | %d / %d | %s / %s s (%d; %d keyframe requests) | %s / %s s (%d) | %s / %s |",
+    -v sg="$s_gst" -v gg="$g_gst" -v asks="$s_asks" -v gerr="$g_err" 'BEGIN {
+      printf "| %d | %.3f | %s | %s | %.0f KiB (%.0f MiB total) | %.0f KiB | %s / %s / %s ms (%d lines, histogram %s) | %d / %d | %d / %d (%d pipelines stopped by an error) | %s / %s s (%d; %d keyframe requests) | %s / %s s (%d) | %s / %s |",
         n, sc / n, (gc == "nan" ? "n/a" : sprintf("%.3f", gc / n)),
         (gc > 0 ? sprintf("%.2f", sc / gc) : "n/a"), sr, sh / 1024, gr,
-        p50, p99, mx, lines, hist, sc2, ss, gc2, gs, sm, sx, sn, asks, gm, gx, gn, sg, gg }')")
+        p50, p99, mx, lines, hist, sc2, ss, gc2, gs, gerr, sm, sx, sn, asks, gm, gx, gn, sg, gg }')")
   echo "load average now $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 done
 echo "| N | storef CPU s/stream | whipserversrc CPU s/stream | ratio storef/peer | storef peak RSS/stream (above idle) | peer peak RSS/stream | storef listing latency p50 / p99 / max | storef publishers connected / with segments | peer connected / with segments | storef segment mean / max (count) | peer segment mean / max (count) | publisher gst CPU s (storef run / peer run) |"
