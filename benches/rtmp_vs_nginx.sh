@@ -172,10 +172,10 @@ for n in "${NS[@]}"; do
   ROWS+=("$(awk -v n="$n" -v sc="$s_cpu" -v gc="$g_cpu" -v sr="$s_rss" -v sh="$s_hwm" -v gr="$g_rss" \
     -v sp50="$s_p50" -v sp99="$s_p99" -v ss="$s_samples" -v su="$s_unlisted" -v sb="$s_behind" \
     -v gp50="$g_p50" -v gp99="$g_p99" -v gb="$g_behind" \
-    -v in="$i_n" -v ip50="$i_p50" -v ip99="$i_p99" -v imax="$i_max" 'BEGIN {
+    -v icount="$i_n" -v ip50="$i_p50" -v ip99="$i_p99" -v imax="$i_max" 'BEGIN {
       printf "| %d | %.3f | %.3f | %s | %.0f KiB (%.0f MiB total) | %.0f KiB | %s / %s ms (%d samples, %d unlisted) | %s / %s / %s ms (%d segments) | %s / %s ms | %d | %d |",
         n, sc / n, gc / n, (gc > 0 ? sprintf("%.2f", sc / gc) : "n/a"), sr, sh / 1024, gr,
-        sp50, sp99, ss, su, ip50, ip99, imax, in, gp50, gp99, sb, gb }')")
+        sp50, sp99, ss, su, ip50, ip99, imax, icount, gp50, gp99, sb, gb }')")
   echo "load average now $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 done
 echo "| N | storef CPU s/stream | nginx CPU s/stream | ratio storef/nginx | storef peak RSS/stream (above idle) | nginx peak RSS/stream | storef listing latency p50/p99 (polled) | storef listing latency p50/p99/max (its log, every segment) | nginx listing latency p50/p99 (polled) | storef publishers behind/failed | nginx publishers behind/failed |"
