@@ -96,9 +96,14 @@ impl Db {
     }
 
     /// Makes everything written so far durable.
+    ///
+    /// Never sled's `flush_async`: in sled 0.34 concurrent `flush_async` calls deadlock (its
+    /// thread pool's threads all wait in a flush for log writes queued behind them; sled issues
+    /// #1241, #1308, #1357, fixed on sled's main branch but never released), and the WHIP load
+    /// benchmark hit exactly that at 50 publishers. A blocking `flush` on tokio's blocking pool
+    /// leaves sled's pool only the log writes, which never wait on anything.
     pub async fn flush(&self) -> Result<()> {
-        self.db.flush_async().await?;
-        Ok(())
+        flush_blocking(self.db.clone()).await
     }
 
     /// Applies `c` atomically and flushes it to disk.
@@ -281,5 +286,94 @@ impl Db {
         self.main
             .insert(segment_key(&s.stream_id, s.sequence), encode(s)?)?;
         self.flush().await
+    }
+}
+
+/// `db.flush()` on tokio's blocking pool (see [`Db::flush`] for why not `flush_async`).
+async fn flush_blocking(db: sled::Db) -> Result<()> {
+    match tokio::task::spawn_blocking(move || db.flush()).await {
+        Ok(r) => r.map(drop).map_err(DbError::from),
+        // The closure does not panic short of a sled bug; report it as an I/O failure.
+        Err(e) => Err(DbError::Sled(sled::Error::Io(std::io::Error::other(e)))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{SegmentRecord, StreamRecord, StreamStatus};
+
+    fn segment(stream: &str, sequence: u64) -> SegmentRecord {
+        SegmentRecord {
+            stream_id: stream.to_string(),
+            sequence,
+            init_id: 0,
+            discontinuity: false,
+            start_secs: sequence as f64 * 2.0,
+            duration_secs: 2.0,
+            size: 1000,
+            path: format!("streams/{stream}/segments/{sequence}.m4s"),
+            program_date_time_ms: 0,
+            video_frames: 60,
+            audio_frames: 94,
+            remote_url: None,
+        }
+    }
+
+    /// 64 streams committing at once, the way live publishers close segments. With sled's
+    /// `flush_async` this could hang for ever (sled issues #1241/#1308); every commit must land.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_commits_all_complete_and_are_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let mut tasks = Vec::new();
+        for s in 0..64 {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                let id = format!("stream{s}");
+                for seq in 0..5 {
+                    let c = Commit {
+                        streams: vec![StreamRecord {
+                            id: id.clone(),
+                            user_id: "u".into(),
+                            title: None,
+                            stream_key: format!("sk_{s}"),
+                            status: StreamStatus::Live,
+                            created_at_ms: 0,
+                            stopped_at_ms: None,
+                            video_id: None,
+                            resume: None,
+                            next_chunk: seq,
+                            pull: None,
+                            ingest_state: None,
+                            live_protocol: Some("rtmp".into()),
+                        }],
+                        segments: vec![segment(&id, seq)],
+                        ..Default::default()
+                    };
+                    if seq % 2 == 0 {
+                        db.commit(c).await.unwrap();
+                    } else {
+                        let db = db.clone();
+                        tokio::task::spawn_blocking(move || db.commit_blocking(&c))
+                            .await
+                            .unwrap()
+                            .unwrap();
+                    }
+                }
+            }));
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            for t in tasks {
+                t.await.unwrap();
+            }
+        })
+        .await
+        .expect("every concurrent commit completes");
+        drop(db);
+        let db = Db::open(dir.path()).unwrap();
+        for s in 0..64 {
+            assert_eq!(db.segments(&format!("stream{s}")).unwrap().len(), 5);
+        }
     }
 }

@@ -242,9 +242,17 @@ impl PinQueue {
         self.wake.clone()
     }
 
+    /// A blocking flush on tokio's blocking pool: sled 0.34's `flush_async` deadlocks when
+    /// called concurrently (see `Db::flush`).
     async fn flush(&self) -> Result<(), QueueError> {
-        self.tree.flush_async().await?;
-        Ok(())
+        let tree = self.tree.clone();
+        match tokio::task::spawn_blocking(move || tree.flush()).await {
+            Ok(r) => {
+                r?;
+                Ok(())
+            }
+            Err(e) => Err(sled::Error::Io(std::io::Error::other(e)).into()),
+        }
     }
 
     /// Adds an item (Pending) and flushes. Returns false if the key was already queued.
