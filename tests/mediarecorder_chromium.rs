@@ -191,24 +191,13 @@ async fn check_format(s: &Server, tok: &str, format: &str, mime: &str, lose_answ
                 e.0
             );
         }
-        let init = download(
-            &s.url(&format!("/api/streams/{id}/{}", e.3)),
-            &seg_dir.path().join("i.mp4"),
-        )
-        .await;
+        let (one, init) = standalone_segment(s, id, k, e, seg_dir.path()).await;
         // Opus in ISO BMFF: an `Opus` sample entry with its `dOps` box (Opus-in-ISOBMFF §4.3).
         assert!(
             init.windows(4).any(|w| w == b"Opus") && init.windows(4).any(|w| w == b"dOps"),
             "init {} carries Opus",
             e.3
         );
-        let seg = download(
-            &s.url(&format!("/api/streams/{id}/{}", e.1)),
-            &seg_dir.path().join("s.m4s"),
-        )
-        .await;
-        let one = seg_dir.path().join("one.mp4");
-        std::fs::write(&one, [init, seg].concat()).unwrap();
         let pk = packets(one.to_str().unwrap(), "v:0");
         assert!(
             !pk.is_empty() && pk[0].1,

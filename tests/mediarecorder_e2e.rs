@@ -73,25 +73,7 @@ async fn check_hls(s: &Server, id: &str, video: u64, audio: u64) {
     run(ffmpeg().args(["-xerror", "-i", &pl, "-f", "null", "-"]));
     let entries = playlist_entries(&get_text(&pl).await.1);
     let dir = tempfile::tempdir().unwrap();
-    for (k, e) in entries.iter().enumerate() {
-        let init = download(
-            &s.url(&format!("/api/streams/{id}/{}", e.3)),
-            &dir.path().join("i.mp4"),
-        )
-        .await;
-        let seg = download(
-            &s.url(&format!("/api/streams/{id}/{}", e.1)),
-            &dir.path().join("s.m4s"),
-        )
-        .await;
-        let one = dir.path().join("one.mp4");
-        std::fs::write(&one, [init, seg].concat()).unwrap();
-        let pk = packets(one.to_str().unwrap(), "v:0");
-        assert!(
-            !pk.is_empty() && pk[0].1,
-            "segment {k} starts with a keyframe"
-        );
-    }
+    assert_segments_start_on_keyframes(s, id, &entries, dir.path()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

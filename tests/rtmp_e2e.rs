@@ -135,22 +135,7 @@ async fn ffmpeg_push_becomes_hls_and_vod() {
         }
         assert!(!e.2, "one publish, no discontinuity");
     }
-    let init = download(
-        &s.url(&format!("/api/streams/{id}/{}", entries[0].3)),
-        &dir.path().join("i.mp4"),
-    )
-    .await;
-    for (k, e) in entries.iter().enumerate() {
-        let seg = download(
-            &s.url(&format!("/api/streams/{id}/{}", e.1)),
-            &dir.path().join("s.m4s"),
-        )
-        .await;
-        let one = dir.path().join(format!("seg{k}.mp4"));
-        std::fs::write(&one, [init.clone(), seg].concat()).unwrap();
-        let pk = packets(one.to_str().unwrap(), "v:0");
-        assert!(pk[0].1, "segment {k} starts with a keyframe");
-    }
+    assert_segments_start_on_keyframes(&s, &id, &entries, dir.path()).await;
     // Continuous timestamps and A/V start together.
     let pk = packets(&pl, "v:0");
     let mut pts: Vec<f64> = pk.iter().map(|p| p.0).collect();

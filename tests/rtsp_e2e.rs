@@ -184,18 +184,7 @@ async fn check_segments(
     let entries = playlist_entries(&text);
     let mut frames = 0;
     for (k, e) in entries.iter().enumerate() {
-        let init = download(
-            &s.url(&format!("/api/streams/{id}/{}", e.3)),
-            &dir.join("i.mp4"),
-        )
-        .await;
-        let seg = download(
-            &s.url(&format!("/api/streams/{id}/{}", e.1)),
-            &dir.join("s.m4s"),
-        )
-        .await;
-        let one = dir.join(format!("seg{k}.mp4"));
-        std::fs::write(&one, [init, seg].concat()).expect("write segment");
+        let (one, _) = standalone_segment(s, id, k, e, dir).await;
         let pk = packets(one.to_str().expect("utf-8 path"), "v:0");
         assert!(!pk.is_empty(), "segment {k} has video");
         assert!(pk[0].1, "segment {k} starts with a keyframe:\n{text}");

@@ -88,25 +88,7 @@ async fn chromium_goes_live_from_the_page_and_hls_js_plays_it() {
     assert!(names.contains(&"opus".to_string()), "{names:?}");
     run(ffmpeg().args(["-xerror", "-i", &pl, "-f", "null", "-"]));
     let dir = tempfile::tempdir().unwrap();
-    for (k, e) in entries.iter().enumerate() {
-        let init = download(
-            &s.url(&format!("/api/streams/{id}/{}", e.3)),
-            &dir.path().join("i.mp4"),
-        )
-        .await;
-        let seg = download(
-            &s.url(&format!("/api/streams/{id}/{}", e.1)),
-            &dir.path().join("s.m4s"),
-        )
-        .await;
-        let one = dir.path().join(format!("seg{k}.mp4"));
-        std::fs::write(&one, [init, seg].concat()).unwrap();
-        let pk = packets(one.to_str().unwrap(), "v:0");
-        assert!(
-            !pk.is_empty() && pk[0].1,
-            "segment {k} starts with a keyframe"
-        );
-    }
+    assert_segments_start_on_keyframes(&s, id, &entries, dir.path()).await;
     assert!(
         count_packets(&pl, "a:0") > 500,
         "about 50 Opus packets a second"

@@ -219,25 +219,7 @@ async fn inner() {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let init = download(
-        &s.url(&format!("/api/streams/{id}/{}", entries[0].3)),
-        &dir.path().join("i.mp4"),
-    )
-    .await;
-    for (k, e) in entries.iter().enumerate() {
-        let seg = download(
-            &s.url(&format!("/api/streams/{id}/{}", e.1)),
-            &dir.path().join("s.m4s"),
-        )
-        .await;
-        let one = dir.path().join(format!("seg{k}.mp4"));
-        std::fs::write(&one, [init.clone(), seg].concat()).unwrap();
-        let pk = packets(one.to_str().unwrap(), "v:0");
-        assert!(
-            !pk.is_empty() && pk[0].1,
-            "segment {k} starts with a keyframe"
-        );
-    }
+    assert_segments_start_on_keyframes(&s, &id, &entries, dir.path()).await;
 
     // One listing-latency observation per segment closed by a keyframe: all but the last, which
     // the publisher's end closed.

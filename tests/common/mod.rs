@@ -396,6 +396,54 @@ pub async fn download(url: &str, path: &Path) -> Vec<u8> {
     b
 }
 
+/// A listed media segment made playable on its own: its init segment (the entry's EXT-X-MAP)
+/// followed by the segment, written as `seg{k}.mp4` in `dir`, so ffprobe can tell what it
+/// starts with. Returns the file and the init segment's bytes.
+pub async fn standalone_segment(
+    s: &Server,
+    id: &str,
+    k: usize,
+    entry: &(f64, String, bool, String),
+    dir: &Path,
+) -> (PathBuf, Vec<u8>) {
+    let init = download(
+        &s.url(&format!("/api/streams/{id}/{}", entry.3)),
+        &dir.join("i.mp4"),
+    )
+    .await;
+    let seg = download(
+        &s.url(&format!("/api/streams/{id}/{}", entry.1)),
+        &dir.join("s.m4s"),
+    )
+    .await;
+    let one = dir.join(format!("seg{k}.mp4"));
+    std::fs::write(&one, [init.as_slice(), &seg].concat()).expect("write segment");
+    (one, init)
+}
+
+/// The video packets of every listed segment, each read on its own (see
+/// [`standalone_segment`]), asserting each starts with a keyframe: a player may join at any
+/// segment. Returns them per segment for callers that check more.
+pub async fn assert_segments_start_on_keyframes(
+    s: &Server,
+    id: &str,
+    entries: &[(f64, String, bool, String)],
+    dir: &Path,
+) -> Vec<Vec<(f64, bool)>> {
+    let mut out = Vec::new();
+    for (k, e) in entries.iter().enumerate() {
+        let (one, _) = standalone_segment(s, id, k, e, dir).await;
+        let pk = packets(one.to_str().expect("utf-8 path"), "v:0");
+        assert!(
+            pk.first().is_some_and(|p| p.1),
+            "segment {k} ({}) starts with a keyframe",
+            e.1
+        );
+        out.push(pk);
+    }
+    out
+}
+
 /// Makes sure a Debian tool is present: the README's test command installs them; a missing one
 /// is a setup error, reported loudly rather than skipped.
 pub fn require_tool(name: &str) {
