@@ -10,10 +10,9 @@
 //! $WHIPSINK_CACHE (tests/common/netns.rs); scripts/test.sh installs the GStreamer packages.
 
 mod common;
-use common::netns::{netns_with_veth, plugin_dir};
+use common::netns::{netns_with_veth, plugin_dir, rerun_inside};
 use common::*;
 use serde_json::Value;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const INNER: &str = "STOREF_WHIP_GST_E2E_INNER";
@@ -36,18 +35,14 @@ fn gstreamer_whipsink_to_storef_hls_and_vod() {
     }
     let plugins = plugin_dir();
     let ns = netns_with_veth("whipe2e");
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.0])
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "gstreamer_whipsink_to_storef_hls_and_vod",
-            "--nocapture",
-        ])
-        .env(INNER, "1")
-        .env("GST_PLUGIN_PATH", &plugins)
-        .output()
-        .unwrap();
+    let out = rerun_inside(
+        &ns,
+        "gstreamer_whipsink_to_storef_hls_and_vod",
+        INNER,
+        &plugins,
+    )
+    .output()
+    .unwrap();
     // Indented, so the inner run's "test result:" line is not counted twice by scripts/test.sh.
     for line in String::from_utf8_lossy(&out.stdout)
         .lines()

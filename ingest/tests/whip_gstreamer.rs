@@ -15,7 +15,7 @@ use ingest::whip::{WhipConfig, WhipServer};
 use packager::{Codec, TrackKind};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use whip_support::{nal_units, netns_with_veth, plugin_dir, require, serve};
+use whip_support::{nal_units, netns_with_veth, plugin_dir, require, rerun_inside, serve};
 
 const INNER: &str = "STOREF_WHIP_GST_INNER";
 const SECONDS: u64 = 12;
@@ -29,19 +29,14 @@ fn gstreamer_whipsink_publishes_h264_and_opus() {
     require("gst-launch-1.0", "gstreamer1.0-tools");
     let plugins = plugin_dir();
     let ns = netns_with_veth("whipgst");
-    let exe = std::env::current_exe().unwrap();
-    let st = Command::new("ip")
-        .args(["netns", "exec", &ns.0])
-        .arg(exe)
-        .args([
-            "--exact",
-            "gstreamer_whipsink_publishes_h264_and_opus",
-            "--nocapture",
-        ])
-        .env(INNER, "1")
-        .env("GST_PLUGIN_PATH", &plugins)
-        .status()
-        .unwrap();
+    let st = rerun_inside(
+        &ns,
+        "gstreamer_whipsink_publishes_h264_and_opus",
+        INNER,
+        &plugins,
+    )
+    .status()
+    .unwrap();
     assert!(st.success(), "the test inside the namespace failed");
 }
 

@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use whip_support::{js_dir, netns_with_veth, plugin_dir, require, serve, Published};
+use whip_support::{js_dir, netns_with_veth, plugin_dir, require, rerun_inside, serve, Published};
 
 const SECONDS: u64 = 8;
 
@@ -356,18 +356,14 @@ fn gstreamer_whipsink_publishes_over_ice_tcp() {
     require("gst-launch-1.0", "gstreamer1.0-tools");
     let plugins = plugin_dir();
     let ns = netns_with_veth("whiptcp");
-    let st = std::process::Command::new("ip")
-        .args(["netns", "exec", &ns.0])
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "gstreamer_whipsink_publishes_over_ice_tcp",
-            "--nocapture",
-        ])
-        .env(GST_INNER, "1")
-        .env("GST_PLUGIN_PATH", &plugins)
-        .status()
-        .unwrap();
+    let st = rerun_inside(
+        &ns,
+        "gstreamer_whipsink_publishes_over_ice_tcp",
+        GST_INNER,
+        &plugins,
+    )
+    .status()
+    .unwrap();
     assert!(st.success(), "the test inside the namespace failed");
 }
 

@@ -4,7 +4,7 @@
 //! 127.0.0.1 candidate and gathers nothing at all with only `lo`.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The workspace root, from either crate's manifest directory.
@@ -61,4 +61,17 @@ pub fn netns_with_veth(prefix: &str) -> Netns {
     ip(&["link", "set", "v0", "up"]);
     ip(&["link", "set", "v1", "up"]);
     ns
+}
+
+/// The command that runs this test binary's test `test` again inside `ns`, with `inner_env` set
+/// (the test's "I am the inner run" flag) and the whipsink plugins on `GST_PLUGIN_PATH`: the
+/// publishers and the server must share the namespace's veth addresses.
+pub fn rerun_inside(ns: &Netns, test: &str, inner_env: &str, plugins: &Path) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", &ns.0])
+        .arg(std::env::current_exe().expect("the test binary's path"))
+        .args(["--exact", test, "--nocapture"])
+        .env(inner_env, "1")
+        .env("GST_PLUGIN_PATH", plugins);
+    c
 }
