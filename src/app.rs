@@ -100,6 +100,12 @@ impl App {
         Ok(())
     }
 
+    /// The pin-queue half of [`App::commit`], for a commit made durable elsewhere (a live
+    /// segment, committed on a blocking thread together with its files).
+    pub async fn offer_pins(&self, c: &Commit) {
+        crate::pin::enqueue(self, crate::pin::items_of(self, c)).await;
+    }
+
     pub fn segmenter_config(&self) -> SegmenterConfig {
         SegmenterConfig {
             target_duration: Duration::from_secs_f64(self.cfg.hls.target_duration.max(0.1)),

@@ -215,8 +215,7 @@ async fn commit_ready(app: &App, id: &str, seg: &mut Segmenter) -> Result<Option
     Metrics::inc(&app.metrics.segments_written_total, seqs.len() as u64);
     Metrics::inc(&app.metrics.segment_bytes_total, bytes);
     // Durable now; the FilCDN pinner may take the files.
-    let items = crate::pin::items_of(app, &commit);
-    crate::pin::enqueue(app, items).await;
+    app.offer_pins(&commit).await;
     Ok((!seqs.is_empty()).then_some(seqs))
 }
 

@@ -103,7 +103,7 @@ impl Db {
     /// benchmark hit exactly that at 50 publishers. A blocking `flush` on tokio's blocking pool
     /// leaves sled's pool only the log writes, which never wait on anything.
     pub async fn flush(&self) -> Result<()> {
-        flush_blocking(self.db.clone()).await
+        Ok(flush_blocking((*self.db).clone()).await?)
     }
 
     /// Applies `c` atomically and flushes it to disk.
@@ -289,12 +289,13 @@ impl Db {
     }
 }
 
-/// `db.flush()` on tokio's blocking pool (see [`Db::flush`] for why not `flush_async`).
-async fn flush_blocking(db: sled::Db) -> Result<()> {
-    match tokio::task::spawn_blocking(move || db.flush()).await {
-        Ok(r) => r.map(drop).map_err(DbError::from),
+/// `tree.flush()` on tokio's blocking pool (see [`Db::flush`] for why not `flush_async`); a
+/// `sled::Db` flushes through its default tree.
+pub(crate) async fn flush_blocking(tree: sled::Tree) -> sled::Result<()> {
+    match tokio::task::spawn_blocking(move || tree.flush()).await {
+        Ok(r) => r.map(drop),
         // The closure does not panic short of a sled bug; report it as an I/O failure.
-        Err(e) => Err(DbError::Sled(sled::Error::Io(std::io::Error::other(e)))),
+        Err(e) => Err(sled::Error::Io(std::io::Error::other(e))),
     }
 }
 
