@@ -214,6 +214,12 @@ async fn serve(cfg: config::Config, from: Option<PathBuf>) -> Result<()> {
         "players: http://{shown}/api/streams/<streamId>/live.m3u8 — start a stream with \
          POST http://{shown}/api/streams/start (bearer token from `storef token --user ID`)"
     );
+    if app.whip.0.is_some() {
+        tracing::info!(
+            "browsers: http://{shown}/ (the studio page); OBS 30+ WHIP: Server http://{shown}/api/whip, \
+             Bearer Token: the streamKey"
+        );
+    }
     if cfg.rtmp.enabled {
         let rtmp = tokio::net::TcpListener::bind(&cfg.rtmp.addr)
             .await
@@ -300,9 +306,9 @@ async fn start_whip(cfg: &config::Config) -> Result<whip_api::Whip> {
     tracing::info!(
         udp = %handle.local_addr(),
         candidates = ?handle.candidates(),
-        tcp = ?handle.tcp_local_addr(),
+        tcp = %handle.tcp_local_addr().map_or_else(|| "off".to_string(), |a| a.to_string()),
         tcp_candidates = ?handle.tcp_candidates(),
-        "WHIP: browsers and OBS 30+ publish to http://HOST/api/whip with the streamKey as Bearer token"
+        "WHIP media sockets bound"
     );
     Ok(whip_api::Whip(Some(std::sync::Arc::new(handle))))
 }
