@@ -68,6 +68,17 @@ impl std::fmt::Display for Closed {
     }
 }
 
+impl Closed {
+    fn is_peer_leaving(&self) -> bool {
+        use std::io::ErrorKind::*;
+        match self {
+            Closed::Eof => true,
+            Closed::Io(e) => matches!(e.kind(), ConnectionReset | BrokenPipe | ConnectionAborted),
+            Closed::Framing(_) => false,
+        }
+    }
+}
+
 pub(crate) struct Conn {
     pub peer: SocketAddr,
     /// The TCP candidate the connection arrived on (what str0m's ICE agent matches against).
@@ -179,8 +190,10 @@ impl TcpConns {
             return;
         };
         match why {
-            Closed::Eof if c.session.is_some() => {
-                tracing::info!(conn = id, peer = %c.peer, session = ?c.session, "WHIP TCP connection closed by the peer")
+            // A publisher that quits closes its socket; one that quits while storef is writing
+            // RTCP to it resets it instead. Both are the peer leaving, not storef dropping it.
+            why if c.session.is_some() && why.is_peer_leaving() => {
+                tracing::info!(conn = id, peer = %c.peer, session = ?c.session, "WHIP TCP connection closed by the peer ({why})")
             }
             why => {
                 self.counters.tcp_dropped.fetch_add(1, Ordering::Relaxed);
@@ -381,5 +394,28 @@ mod tests {
         assert_eq!(t.conns.len(), 1);
         // A session ending is not the peer's fault.
         assert_eq!(counters.snapshot().tcp_dropped, 1);
+    }
+
+    #[test]
+    fn a_publisher_leaving_is_not_a_drop_but_bad_framing_is() {
+        let (mut t, counters) = table();
+        let now = Instant::now();
+        let io = |k| Closed::Io(std::io::Error::from(k));
+        for (id, why) in [
+            (0, Closed::Eof),
+            (1, io(std::io::ErrorKind::ConnectionReset)),
+            (2, io(std::io::ErrorKind::BrokenPipe)),
+        ] {
+            let _ = insert(&mut t, id, "10.0.0.1:1", Some("a"), now);
+            t.closed(id, why);
+        }
+        assert_eq!(counters.snapshot().tcp_dropped, 0);
+        // The same from a connection no session accepted, or a stream that is not RFC 4571.
+        let _ = insert(&mut t, 3, "10.0.0.1:2", None, now);
+        t.closed(3, io(std::io::ErrorKind::ConnectionReset));
+        let _ = insert(&mut t, 4, "10.0.0.1:3", Some("a"), now);
+        t.closed(4, io(std::io::ErrorKind::InvalidData));
+        assert_eq!(counters.snapshot().tcp_dropped, 2);
+        assert!(t.conns.is_empty());
     }
 }
