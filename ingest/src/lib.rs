@@ -4,6 +4,7 @@
 //! Parsers are sans-IO (pure functions over bytes); the tokio tasks around them are thin.
 
 pub mod flv;
+pub mod h264;
 pub mod publish;
 pub mod rtmp;
 pub mod rtsp;

@@ -4,7 +4,7 @@
 #![no_main]
 
 use bytes::Bytes;
-use ingest::whip::avc::parse_sps;
+use ingest::h264::parse_sps;
 use ingest::whip::h264::{H264Depacketizer, RtpIn};
 use libfuzzer_sys::fuzz_target;
 use std::time::{Duration, Instant};

@@ -5,8 +5,8 @@
 //! mp4-atom decodes those boxes to check them and to read the fields we need.
 
 use super::boxes::{children, find_child, RawBox};
-use super::h264::sps_dimensions;
 use super::DemuxError;
+use crate::h264::parse_sps;
 use bytes::Bytes;
 use packager::Codec;
 
@@ -110,7 +110,9 @@ pub(crate) fn avc_codec_from_record(
         return Err("AVCDecoderConfigurationRecord without a PPS".to_string());
     }
     let (width, height) = if width == 0 || height == 0 {
-        sps_dimensions(sps).ok_or_else(|| "no picture size and an unreadable SPS".to_string())?
+        let sps =
+            parse_sps(sps).map_err(|e| format!("no picture size and an unreadable SPS: {e}"))?;
+        (sps.width, sps.height)
     } else {
         (width, height)
     };

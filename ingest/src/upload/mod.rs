@@ -8,7 +8,6 @@ pub mod continuation;
 mod ebml;
 mod error;
 mod fragment;
-mod h264;
 pub mod mp4;
 mod sample_table;
 pub mod webm;

@@ -10,10 +10,11 @@
 //! - `emit` returns false when the stream session's channel is full. A dropped video frame breaks
 //!   the reference chain, so video then waits for the next IDR and asks for one.
 
-use super::avc::{build_avcc, parse_sps};
+use super::avc::build_avcc;
 use super::clock::{AvClock, Which, AUDIO_RATE, VIDEO_RATE};
 use super::h264::{to_length_prefixed, H264Depacketizer, RtpIn};
 use super::sdp::OfferSummary;
+use crate::h264::parse_sps;
 use crate::publish::IngestEvent;
 use bytes::Bytes;
 use packager::{Codec, MediaFrame, Track, TrackKind};
