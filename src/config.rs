@@ -109,6 +109,10 @@ pub struct RtmpConfig {
     pub idle_timeout: Duration,
     /// Single-threaded runtimes RTMP connections are spread over (0: one per CPU core).
     pub workers: usize,
+    /// A publishing connection's socket is read this often instead of on every packet: fewer
+    /// thread wakeups, up to this much added latency ("0s": read on every packet).
+    #[serde(with = "humantime_serde")]
+    pub read_tick: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -179,6 +183,7 @@ impl Default for Config {
                 app: "live".into(),
                 idle_timeout: Duration::from_secs(30),
                 workers: 0,
+                read_tick: Duration::ZERO,
             },
             live: LiveConfig {
                 reconnect_window: Duration::from_secs(60),

@@ -232,6 +232,7 @@ async fn serve(cfg: config::Config, from: Option<PathBuf>) -> Result<()> {
                 0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
                 n => n,
             },
+            read_tick: cfg.rtmp.read_tick,
             ..Default::default()
         };
         let gate: std::sync::Arc<dyn ingest::publish::PublishGate> =

@@ -83,12 +83,15 @@ async fn start(keys: &[&str], config: RtmpConfig, capacity: usize) -> Server {
     Server { addr, accepted: rx }
 }
 
+/// Short timeouts; publishing sockets are read on ticks, so the tests using this cover that
+/// mode (the ffmpeg test covers both).
 fn fast_config() -> RtmpConfig {
     RtmpConfig {
         handshake_timeout: Duration::from_millis(800),
         idle_timeout: Duration::from_millis(1500),
         stats_interval: Duration::from_millis(300),
         close_linger: Duration::from_millis(300),
+        read_tick: Duration::from_millis(5),
         ..RtmpConfig::default()
     }
 }
@@ -172,10 +175,24 @@ fn ffmpeg_publish(path: &Path, url: &str) -> tokio::process::Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_publish_delivers_every_frame_of_the_clip() {
+    assert_eq!(RtmpConfig::default().read_tick, Duration::ZERO);
+    ffmpeg_publish_delivers_every_frame(RtmpConfig::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_publish_read_on_ticks_delivers_every_frame_of_the_clip() {
+    let config = RtmpConfig {
+        read_tick: Duration::from_millis(20),
+        ..RtmpConfig::default()
+    };
+    ffmpeg_publish_delivers_every_frame(config).await;
+}
+
+async fn ffmpeg_publish_delivers_every_frame(config: RtmpConfig) {
     let clip = clip();
     let video_packets = ffprobe_packets(clip, "v:0");
     let audio_packets = ffprobe_packets(clip, "a:0");
-    let mut server = start(&["key1"], RtmpConfig::default(), 64).await;
+    let mut server = start(&["key1"], config, 64).await;
     let mut ffmpeg = ffmpeg_publish(clip, &format!("rtmp://{}/live/key1", server.addr));
     let accepted = server.next_accepted().await;
     assert_eq!(accepted.key, "key1");

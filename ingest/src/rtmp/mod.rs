@@ -5,6 +5,7 @@
 //!   session (vendored and patched, `vendor/rml_rtmp/PATCHES.md`).
 //! - [`media`]: FLV tags → tracks and frames with continuous timestamps.
 //! - [`server`]: the thin tokio accept loop and per-connection task.
+//! - [`socket`]: a publishing connection's socket, read on a shared tick rather than per packet.
 //! - [`client`]: a small publishing client on rml_rtmp's `ClientSession`, for tests and the
 //!   `rtmp_load` generator.
 
@@ -12,6 +13,7 @@ pub mod client;
 pub mod media;
 pub mod server;
 pub mod session;
+mod socket;
 
 pub use server::{serve, RtmpConfig};
 pub use session::{RtmpSession, SessionConfig, SessionEvent};

@@ -6,13 +6,13 @@
 //! another connection.
 
 use super::session::{RtmpSession, SessionConfig, SessionEvent};
+use super::socket::Socket;
 use crate::publish::{IngestEvent, PublishGate, Publisher};
 use packager::Codec;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 use tracing::Instrument;
@@ -35,6 +35,11 @@ pub struct RtmpConfig {
     /// Connections run on this many single-threaded runtimes ([`crate::shards`]); 0 runs them
     /// on the caller's runtime.
     pub workers: usize,
+    /// Once publishing, a connection's socket is read every `read_tick` instead of whenever
+    /// bytes arrive ([`super::socket`]): fewer thread wakeups for up to this much added latency,
+    /// which pays off only with many publishers per worker. Zero (the default) reads on
+    /// readiness throughout.
+    pub read_tick: Duration,
 }
 
 impl Default for RtmpConfig {
@@ -46,6 +51,7 @@ impl Default for RtmpConfig {
             stats_interval: Duration::from_secs(5),
             close_linger: Duration::from_secs(2),
             workers: 0,
+            read_tick: Duration::ZERO,
         }
     }
 }
@@ -154,12 +160,13 @@ struct Active {
 }
 
 async fn connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     gate: Arc<dyn PublishGate>,
     config: &RtmpConfig,
 ) -> Result<(), ConnectionError> {
     let _ = stream.set_nodelay(true);
+    let mut stream = Socket::Ready(stream);
     let mut session = RtmpSession::new(
         gate,
         SessionConfig {
@@ -255,6 +262,12 @@ async fn connection(
         if let Err(e) = forward(events, &mut active).await {
             break Err(e);
         }
+        if active.is_some() && !stream.is_ticked() {
+            stream = match stream.read_on_ticks(config.read_tick) {
+                Ok(s) => s,
+                Err(e) => break Err(e.into()),
+            };
+        }
         if session.is_closed() {
             linger(&mut stream, config.close_linger).await;
             break Ok(());
@@ -268,7 +281,7 @@ async fn connection(
 }
 
 async fn write_all(
-    stream: &mut TcpStream,
+    stream: &mut Socket,
     bytes: &[u8],
     timeout: Duration,
 ) -> Result<(), ConnectionError> {
@@ -280,7 +293,7 @@ async fn write_all(
 
 /// After a refusal: half-close and wait briefly for the peer to close, so the status message is
 /// read rather than lost to a reset.
-async fn linger(stream: &mut TcpStream, wait: Duration) {
+async fn linger(stream: &mut Socket, wait: Duration) {
     let _ = stream.shutdown().await;
     let mut sink = [0u8; 4096];
     let _ = tokio::time::timeout(wait, async {
