@@ -295,8 +295,9 @@ pub fn write_outputs(
                 let mut parts: Vec<Bytes> = Vec::with_capacity(s.payloads.len() + 1);
                 parts.push(s.header.clone());
                 parts.extend(s.payloads.iter().cloned());
+                // Nothing refers to the file until the commit that follows records it.
                 let size = store
-                    .write_atomic(&path, &parts)
+                    .write_unreferenced(&path, &parts)
                     .with_context(|| format!("writing {path}"))?;
                 out.segments.push(SegmentRecord {
                     stream_id: stream.to_string(),

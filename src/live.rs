@@ -122,10 +122,14 @@ async fn run_publish(
     // (browsers over WHIP send keyframes only on request), at most once a second.
     let overdue = app.cfg.hls.target_duration * 1.25;
     let mut last_ask: Option<std::time::Instant> = None;
+    // One wait for the whole publish: a fresh `cancelled()` per frame takes the token's lock
+    // and registers a waiter every time.
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     let result: Result<()> = async {
         loop {
             let ev = tokio::select! {
-                _ = cancel.cancelled() => break,
+                _ = &mut cancelled => break,
                 ev = rx.recv() => ev,
             };
             match ev {
