@@ -227,28 +227,42 @@ pub fn parse_video_tag(body: &Bytes) -> Result<VideoTag, FlvError> {
     }
 }
 
+/// What both Enhanced RTMP headers must pass: a packet type up to `max_packet_type` (the larger
+/// ones add header bytes storef does not parse), then the FourCC of the one codec storef takes
+/// for that tag type.
+fn check_ex_header(
+    tag: TagType,
+    body: &Bytes,
+    packet_type: u8,
+    max_packet_type: u8,
+    want: &[u8; 4],
+) -> Result<(), FlvError> {
+    if packet_type > max_packet_type {
+        return Err(FlvError::UnsupportedPacketType {
+            tag,
+            offset: 0,
+            packet_type,
+        });
+    }
+    need(tag, body, 5)?;
+    let fourcc = [body[1], body[2], body[3], body[4]];
+    if &fourcc != want {
+        return Err(FlvError::UnsupportedEnhancedCodec {
+            tag,
+            offset: 1,
+            fourcc,
+        });
+    }
+    Ok(())
+}
+
 /// Enhanced RTMP v2 `ExVideoTagHeader`: `IsExHeader(1) FrameType(3) PacketType(4)`, FourCC.
 fn parse_ex_video_tag(body: &Bytes) -> Result<VideoTag, FlvError> {
     const TAG: TagType = TagType::Video;
     let frame_type = (body[0] >> 4) & 0x07;
     let packet_type = body[0] & 0x0f;
     // 6 = Multitrack and 7 = ModEx put more header bytes before the FourCC.
-    if packet_type > 5 {
-        return Err(FlvError::UnsupportedPacketType {
-            tag: TAG,
-            offset: 0,
-            packet_type,
-        });
-    }
-    need(TAG, body, 5)?;
-    let fourcc = [body[1], body[2], body[3], body[4]];
-    if &fourcc != b"avc1" {
-        return Err(FlvError::UnsupportedEnhancedCodec {
-            tag: TAG,
-            offset: 1,
-            fourcc,
-        });
-    }
+    check_ex_header(TAG, body, packet_type, 5, b"avc1")?;
     if frame_type == 5 {
         return Ok(VideoTag::Ignored);
     }
@@ -326,22 +340,7 @@ fn parse_ex_audio_tag(body: &Bytes) -> Result<AudioTag, FlvError> {
     const TAG: TagType = TagType::Audio;
     let packet_type = body[0] & 0x0f;
     // 4 = MultichannelConfig, 5 = Multitrack, 7 = ModEx: not for a single AAC track.
-    if packet_type > 1 {
-        return Err(FlvError::UnsupportedPacketType {
-            tag: TAG,
-            offset: 0,
-            packet_type,
-        });
-    }
-    need(TAG, body, 5)?;
-    let fourcc = [body[1], body[2], body[3], body[4]];
-    if &fourcc != b"mp4a" {
-        return Err(FlvError::UnsupportedEnhancedCodec {
-            tag: TAG,
-            offset: 1,
-            fourcc,
-        });
-    }
+    check_ex_header(TAG, body, packet_type, 1, b"mp4a")?;
     match packet_type {
         0 => aac_codec(body, 5).map(AudioTag::SequenceHeader),
         _ => Ok(AudioTag::Frame(body.slice(5..))),
