@@ -10,7 +10,7 @@
 //! $WHIPSINK_CACHE (tests/common/netns.rs); scripts/test.sh installs the GStreamer packages.
 
 mod common;
-use common::netns::{netns_with_veth, plugin_dir, rerun_inside};
+use common::netns::{block_on, rerun_in_netns};
 use common::*;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -23,34 +23,12 @@ const TARGET: f64 = 2.0;
 #[test]
 fn gstreamer_whipsink_to_storef_hls_and_vod() {
     if std::env::var_os(INNER).is_some() {
-        return tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(inner());
+        return block_on(inner());
     }
     for tool in ["ip", "gst-launch-1.0", "ffprobe", "ffmpeg"] {
         require_tool(tool);
     }
-    let plugins = plugin_dir();
-    let ns = netns_with_veth("whipe2e");
-    let out = rerun_inside(
-        &ns,
-        "gstreamer_whipsink_to_storef_hls_and_vod",
-        INNER,
-        &plugins,
-    )
-    .output()
-    .unwrap();
-    // Indented, so the inner run's "test result:" line is not counted twice by scripts/test.sh.
-    for line in String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .chain(String::from_utf8_lossy(&out.stderr).lines())
-    {
-        eprintln!("  | {line}");
-    }
-    assert!(out.status.success(), "the test inside the namespace failed");
+    rerun_in_netns("whipe2e", "gstreamer_whipsink_to_storef_hls_and_vod", INNER);
 }
 
 async fn status(s: &Server, tok: &str, id: &str) -> Value {

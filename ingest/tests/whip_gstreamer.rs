@@ -15,7 +15,7 @@ use ingest::whip::{WhipConfig, WhipServer};
 use packager::{Codec, TrackKind};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use whip_support::{nal_units, netns_with_veth, plugin_dir, require, rerun_inside, serve};
+use whip_support::{block_on, nal_units, require, rerun_in_netns, serve};
 
 const INNER: &str = "STOREF_WHIP_GST_INNER";
 const SECONDS: u64 = 12;
@@ -27,26 +27,15 @@ fn gstreamer_whipsink_publishes_h264_and_opus() {
     }
     require("ip", "iproute2");
     require("gst-launch-1.0", "gstreamer1.0-tools");
-    let plugins = plugin_dir();
-    let ns = netns_with_veth("whipgst");
-    let st = rerun_inside(
-        &ns,
+    rerun_in_netns(
+        "whipgst",
         "gstreamer_whipsink_publishes_h264_and_opus",
         INNER,
-        &plugins,
-    )
-    .status()
-    .unwrap();
-    assert!(st.success(), "the test inside the namespace failed");
+    );
 }
 
 fn inner() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let (whip, _task) = WhipServer::start(WhipConfig {
             udp_addr: "10.99.0.1:0".parse().unwrap(),
             ice_timeout: Duration::from_secs(3),
@@ -69,7 +58,15 @@ fn inner() {
             whip_support::KEY
         );
         let mut gst = tokio::process::Command::new("timeout")
-            .args(["-k", "2", "-s", "KILL", &SECONDS.to_string(), "gst-launch-1.0", "-q"])
+            .args([
+                "-k",
+                "2",
+                "-s",
+                "KILL",
+                &SECONDS.to_string(),
+                "gst-launch-1.0",
+                "-q",
+            ])
             .args(pipeline.split_whitespace())
             .kill_on_drop(true)
             .spawn()
@@ -100,7 +97,9 @@ fn inner() {
         }
         let _ = gst.wait().await;
         assert!(closed, "publisher not ended after whipsink went away");
-        let first = tracks.first().expect("no Tracks: DTLS with the RSA certificate failed?");
+        let first = tracks
+            .first()
+            .expect("no Tracks: DTLS with the RSA certificate failed?");
         let v = first.iter().find(|t| t.kind == TrackKind::Video).unwrap();
         let Codec::H264 {
             avcc,
@@ -111,12 +110,17 @@ fn inner() {
             panic!("{v:?}")
         };
         assert_eq!((*width, *height), (1280, 720));
-        assert_eq!(&avcc[1..4], &[0x42, 0xc0, 0x1f], "x264 constrained baseline 3.1");
+        assert_eq!(
+            &avcc[1..4],
+            &[0x42, 0xc0, 0x1f],
+            "x264 constrained baseline 3.1"
+        );
         assert!(first.iter().any(|t| matches!(t.codec, Codec::Opus { .. })));
         let keyframes = video.iter().filter(|f| f.1).count();
         let span = (video.last().unwrap().0 - video[0].0) as f64 / 90_000.0;
         let fps = (video.len() - 1) as f64 / span;
-        let a_rate = (audio.len() - 1) as f64 / ((audio.last().unwrap() - audio[0]) as f64 / 48_000.0);
+        let a_rate =
+            (audio.len() - 1) as f64 / ((audio.last().unwrap() - audio[0]) as f64 / 48_000.0);
         eprintln!(
             "gstreamer: {} video frames over {span:.1} s ({fps:.1} fps), {keyframes} keyframes, {} opus ({a_rate:.1}/s)",
             video.len(),
@@ -125,7 +129,10 @@ fn inner() {
         assert!(video[0].1);
         assert!(span > (SECONDS - 6) as f64, "span {span}");
         assert!((24.0..=31.0).contains(&fps), "fps {fps}");
-        assert!(keyframes as f64 >= span / 2.0 - 1.0, "key-int-max=60 at 30 fps: one per 2 s");
+        assert!(
+            keyframes as f64 >= span / 2.0 - 1.0,
+            "key-int-max=60 at 30 fps: one per 2 s"
+        );
         assert!((45.0..=55.0).contains(&a_rate), "opus rate {a_rate}");
         let mut annexb = Vec::new();
         for (_, _, data) in &video {
@@ -142,7 +149,11 @@ fn inner() {
             .args(["-f", "null", "-"])
             .output()
             .unwrap();
-        assert!(dec.status.success(), "{}", String::from_utf8_lossy(&dec.stderr));
+        assert!(
+            dec.status.success(),
+            "{}",
+            String::from_utf8_lossy(&dec.stderr)
+        );
         let _ = std::fs::remove_file(&file);
     });
 }

@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use whip_support::{js_dir, netns_with_veth, plugin_dir, require, rerun_inside, serve, Published};
+use whip_support::{block_on, js_dir, require, rerun_in_netns, serve, Published};
 
 const SECONDS: u64 = 8;
 
@@ -354,26 +354,15 @@ fn gstreamer_whipsink_publishes_over_ice_tcp() {
     }
     require("ip", "iproute2");
     require("gst-launch-1.0", "gstreamer1.0-tools");
-    let plugins = plugin_dir();
-    let ns = netns_with_veth("whiptcp");
-    let st = rerun_inside(
-        &ns,
+    rerun_in_netns(
+        "whiptcp",
         "gstreamer_whipsink_publishes_over_ice_tcp",
         GST_INNER,
-        &plugins,
-    )
-    .status()
-    .unwrap();
-    assert!(st.success(), "the test inside the namespace failed");
+    );
 }
 
 fn gstreamer_inner() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let (whip, _task) = WhipServer::start(WhipConfig {
             udp_addr: "10.99.0.1:0".parse().unwrap(),
             tcp_addr: Some("10.99.0.1:0".parse().unwrap()),
@@ -398,7 +387,15 @@ fn gstreamer_inner() {
         );
         let secs = 10u64;
         let mut gst = tokio::process::Command::new("timeout")
-            .args(["-k", "2", "-s", "KILL", &secs.to_string(), "gst-launch-1.0", "-q"])
+            .args([
+                "-k",
+                "2",
+                "-s",
+                "KILL",
+                &secs.to_string(),
+                "gst-launch-1.0",
+                "-q",
+            ])
             .args(pipeline.split_whitespace())
             .kill_on_drop(true)
             .spawn()
@@ -427,9 +424,16 @@ fn gstreamer_inner() {
         assert_eq!(t.udp_datagrams, 0, "{t:?}");
         assert_eq!(t.tcp_dropped, 0, "{t:?}");
         assert!(t.tcp_frames as usize > got.video.len() + got.audio, "{t:?}");
-        assert!(got.video.first().is_some_and(|v| v.1), "first frame must be a keyframe");
+        assert!(
+            got.video.first().is_some_and(|v| v.1),
+            "first frame must be a keyframe"
+        );
         // x264 at 30 fps with a keyframe every 2 s, Opus at 50 packets/s, for most of the run.
-        assert!(got.video.len() as f64 > (secs - 5) as f64 * 25.0, "{}", got.video.len());
+        assert!(
+            got.video.len() as f64 > (secs - 5) as f64 * 25.0,
+            "{}",
+            got.video.len()
+        );
         assert!(got.keyframes() >= 2, "{}", got.keyframes());
         assert!(got.audio as f64 > (secs - 5) as f64 * 45.0, "{}", got.audio);
         assert!(got.video.windows(2).all(|w| w[1].0 > w[0].0));

@@ -75,3 +75,32 @@ pub fn rerun_inside(ns: &Netns, test: &str, inner_env: &str, plugins: &Path) -> 
         .env("GST_PLUGIN_PATH", plugins);
     c
 }
+
+/// For a test that must run inside a namespace: creates one with a veth pair, runs this test
+/// binary's test `test` again inside it with `inner_env` set (the inner run's flag) and the
+/// whipsink plugins on `GST_PLUGIN_PATH`, and fails if that run fails. The inner run's output is
+/// shown indented, so scripts/test.sh does not count its "test result:" line a second time.
+pub fn rerun_in_netns(prefix: &str, test: &str, inner_env: &str) {
+    let plugins = plugin_dir();
+    let ns = netns_with_veth(prefix);
+    let out = rerun_inside(&ns, test, inner_env, &plugins)
+        .output()
+        .expect("running the test inside the namespace");
+    for line in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+    {
+        eprintln!("  | {line}");
+    }
+    assert!(out.status.success(), "the test inside the namespace failed");
+}
+
+/// The runtime an inner run drives its async body on (two workers, as `#[tokio::test]` would).
+pub fn block_on<F: std::future::Future>(body: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(body)
+}

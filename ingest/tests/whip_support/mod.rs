@@ -159,4 +159,4 @@ pub fn run(cmd: &mut Command) {
 #[path = "../../../tests/common/netns.rs"]
 mod netns;
 #[allow(unused_imports)] // each test binary uses some of them
-pub use netns::{netns_with_veth, plugin_dir, rerun_inside, Netns};
+pub use netns::{block_on, rerun_in_netns};
