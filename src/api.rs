@@ -102,6 +102,7 @@ pub fn router(app: App) -> Router {
         )
         .route("/", get(crate::web::index))
         .route("/app.js", get(crate::web::app_js))
+        .route("/common.js", get(crate::web::common_js))
         .route("/recorder", get(crate::web::recorder))
         .route("/recorder.js", get(crate::web::recorder_js))
         .route("/app.css", get(crate::web::app_css))

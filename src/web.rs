@@ -30,6 +30,14 @@ pub async fn app_js() -> Response {
     )
 }
 
+/// What both pages share (sign-in, API helper, player); loaded before app.js and recorder.js.
+pub async fn common_js() -> Response {
+    file(
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/common.js"),
+    )
+}
+
 pub async fn app_css() -> Response {
     file("text/css; charset=utf-8", include_bytes!("../web/app.css"))
 }

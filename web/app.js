@@ -1,18 +1,19 @@
 // storef Live Studio: sign in with a token, go live over WHIP (RFC 9725), watch the HLS output.
-// Plain browser JavaScript, no build step; hls.js is vendored in vendor/hls.min.js.
+// Plain browser JavaScript, no build step; hls.js is vendored in vendor/hls.min.js, and common.js
+// (loaded first) has the sign-in, the API helper and the player that the recorder page uses too.
 'use strict';
 
 (() => {
-  const $ = (id) => document.getElementById(id);
-  const TOKEN_KEY = 'storef.token';
+  const { $, setError, setText } = window.storef;
 
   const state = {
-    token: localStorage.getItem(TOKEN_KEY) || '',
+    token: window.storef.savedToken(),
     media: null, // MediaStream being previewed / sent
     pc: null, // RTCPeerConnection while live
     resource: null, // WHIP session URL (Location)
     stream: null, // { streamId, streamKey, playbackUrl, whipUrl, rtmpUrl }
     hls: null,
+    hlsErrors: [], // fatal hls.js errors, as on the recorder page
     timers: [],
     lastOutbound: null,
     phase: 'offline', // offline | preview | connecting | live | ending
@@ -20,76 +21,13 @@
   // For tests and debugging in the console.
   window.storefStudio = state;
 
-  // ---------- API ----------
-
-  class ApiError extends Error {
-    constructor(status, message) {
-      super(message);
-      this.status = status;
-    }
-  }
-
-  async function api(method, path, body) {
-    const headers = { Authorization: `Bearer ${state.token}` };
-    if (body !== undefined) headers['Content-Type'] = 'application/json';
-    const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    let json = null;
-    try {
-      json = await res.json();
-    } catch (_) {
-      /* not JSON */
-    }
-    if (!res.ok || (json && json.success === false)) {
-      const msg = (json && json.message) || `${method} ${path} failed (${res.status})`;
-      if (res.status === 401) signOut('Your session has expired or the token is not valid. Please sign in again.');
-      throw new ApiError(res.status, msg);
-    }
-    return json || {};
-  }
-
-  // ---------- sign in ----------
-
-  /** Finds a JWT in pasted text (a bare token, or the whole `storef token` output). */
-  function extractToken(text) {
-    const m = String(text).match(/eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/);
-    return m ? m[0] : '';
-  }
-
-  function tokenClaims(token) {
-    try {
-      const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-      return JSON.parse(atob(part + '='.repeat((4 - (part.length % 4)) % 4)));
-    } catch (_) {
-      return {};
-    }
-  }
-
-  async function signIn(token) {
-    state.token = token;
-    await api('GET', '/api/streams'); // proves the token works
-    localStorage.setItem(TOKEN_KEY, token);
-    showStudio();
-  }
-
-  function signOut(message) {
-    endMedia();
-    localStorage.removeItem(TOKEN_KEY);
-    state.token = '';
-    $('studio').hidden = true;
-    $('account').hidden = true;
-    $('signin').hidden = false;
-    $('signin-error').textContent = message || '';
-  }
-
-  function showStudio() {
-    const claims = tokenClaims(state.token);
-    $('user-label').textContent = claims.id ? `Signed in as ${claims.id}` : 'Signed in';
-    $('signin').hidden = true;
-    $('account').hidden = false;
-    $('studio').hidden = false;
-    refreshStreams();
-    listDevices();
-  }
+  const { api, start, showMedia, endMedia, showStreamInfo, startOnServer, stopOnServer, watchWhenReady, playUrl } = window.storef.session(state, {
+    onSignIn() {
+      refreshStreams();
+      listDevices();
+    },
+    endStream: stopStream,
+  });
 
   // ---------- media ----------
 
@@ -138,8 +76,7 @@
       setError(`Could not open ${$('source').value === 'screen' ? 'the screen' : 'camera/microphone'}: ${e.message || e.name}`);
       return false;
     }
-    $('preview').srcObject = state.media;
-    $('preview-empty').hidden = true;
+    showMedia();
     // The user may end a screen share from the browser's own bar.
     state.media.getVideoTracks().forEach((t) => t.addEventListener('ended', () => {
       if (state.phase === 'live') stopStream();
@@ -147,13 +84,6 @@
     if (state.phase === 'offline') setPhase('preview');
     listDevices();
     return true;
-  }
-
-  function endMedia() {
-    if (state.media) state.media.getTracks().forEach((t) => t.stop());
-    state.media = null;
-    $('preview').srcObject = null;
-    $('preview-empty').hidden = false;
   }
 
   // ---------- WHIP ----------
@@ -241,8 +171,7 @@
     if (!state.media && !(await startPreview())) return;
     setPhase('connecting');
     try {
-      const title = $('title').value.trim();
-      const s = await api('POST', '/api/streams/start', title ? { title } : {});
+      const s = await startOnServer();
       state.stream = {
         streamId: s.streamId,
         streamKey: s.streamKey,
@@ -252,7 +181,7 @@
       };
       showInfo();
       await publish(state.stream.whipUrl, state.stream.streamKey);
-      watchWhenReady(state.stream.playbackUrl);
+      watchWhenReady(state.stream.playbackUrl, 90);
       state.timers.push(setInterval(updateStats, 2000));
       refreshStreams();
     } catch (e) {
@@ -282,16 +211,7 @@
     if (!state.stream) return;
     setPhase('ending');
     await teardown();
-    try {
-      const r = await api('POST', `/api/streams/${state.stream.streamId}/stop`);
-      if (r.videoUrl) {
-        $('vod-link').href = r.videoUrl;
-        $('vod-done').hidden = false;
-        playUrl(r.videoUrl, 'Recording');
-      }
-    } catch (e) {
-      setError(`Could not finish the stream: ${e.message}`);
-    }
+    await stopOnServer();
     state.stream = null;
     endMedia();
     setPhase('offline');
@@ -312,68 +232,13 @@
     if (phase === 'offline') ['st-conn', 'st-ice', 'st-rtt', 'st-loss', 'st-bitrate', 'st-fps', 'st-res', 'st-codecs'].forEach((id) => { $(id).textContent = '—'; });
   }
 
-  function setError(msg) {
-    $('studio-error').textContent = msg;
-  }
-
   function showInfo() {
     const s = state.stream;
-    $('stream-info').hidden = false;
-    $('vod-done').hidden = true;
-    $('info-playback').textContent = s.playbackUrl;
+    showStreamInfo();
     $('info-whip').textContent = s.whipUrl;
     $('info-key').textContent = s.streamKey;
     $('info-rtmp-row').hidden = !s.rtmpUrl;
     $('info-rtmp').textContent = s.rtmpUrl || '';
-  }
-
-  // ---------- player ----------
-
-  /** Waits until the live playlist lists a segment, then plays it. */
-  async function watchWhenReady(url) {
-    $('player-empty').hidden = false;
-    $('player-empty-text').textContent = 'Waiting for the first segment…';
-    for (let i = 0; i < 90 && state.stream && state.stream.playbackUrl === url; i++) {
-      try {
-        const text = await (await fetch(url, { cache: 'no-store' })).text();
-        if (text.includes('#EXTINF')) {
-          playUrl(url, 'Live');
-          return;
-        }
-      } catch (_) {
-        /* not there yet */
-      }
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-  }
-
-  function playUrl(url, label) {
-    const video = $('player');
-    if (state.hls) {
-      state.hls.destroy();
-      state.hls = null;
-    }
-    $('player-empty').hidden = true;
-    const badge = $('player-badge');
-    badge.textContent = label;
-    badge.className = `badge ${label === 'Live' ? 'live' : 'ok'}`;
-    if (/\.m3u8(\?|$)/.test(url) && window.Hls && window.Hls.isSupported()) {
-      const hls = new window.Hls({ liveSyncDurationCount: 2, lowLatencyMode: false });
-      state.hls = hls;
-      hls.loadSource(url);
-      hls.attachMedia(video);
-      hls.on(window.Hls.Events.ERROR, (_, data) => {
-        if (data.fatal) {
-          badge.textContent = 'Player error';
-          badge.className = 'badge';
-          if (data.type === window.Hls.ErrorTypes.NETWORK_ERROR) hls.startLoad();
-          else if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
-        }
-      });
-    } else {
-      video.src = url; // progressive MP4, or Safari's native HLS
-    }
-    video.play().catch(() => {});
   }
 
   // ---------- stats ----------
@@ -404,16 +269,15 @@
     } catch (_) {
       /* keep the local figures */
     }
-    const set = (id, v) => { $(id).textContent = v === null || v === undefined || v === '' ? '—' : v; };
-    set('st-ice', server && server.ice_state);
+    setText('st-ice', server && server.ice_state);
     const rttMs = server && typeof server.rtt_ms === 'number' ? server.rtt_ms : rtt;
-    set('st-rtt', rttMs !== null ? `${Math.max(1, Math.round(rttMs))} ms` : null);
-    set('st-loss', server && typeof server.packet_loss === 'number' ? `${(server.packet_loss * 100).toFixed(1)} %` : null);
+    setText('st-rtt', rttMs !== null ? `${Math.max(1, Math.round(rttMs))} ms` : null);
+    setText('st-loss', server && typeof server.packet_loss === 'number' ? `${(server.packet_loss * 100).toFixed(1)} %` : null);
     const serverKbps = server && typeof server.video_kbps === 'number' ? server.video_kbps + (server.audio_kbps || 0) : null;
-    set('st-bitrate', serverKbps !== null ? `${serverKbps} kbit/s` : kbps !== null ? `${kbps} kbit/s` : null);
-    set('st-fps', server && server.fps ? server.fps : fps ? Math.round(fps) : null);
-    set('st-res', server && server.width ? `${server.width}×${server.height}` : res);
-    set('st-codecs', server ? [server.video_codec, server.audio_codec].filter(Boolean).join(', ') : null);
+    setText('st-bitrate', serverKbps !== null ? `${serverKbps} kbit/s` : kbps !== null ? `${kbps} kbit/s` : null);
+    setText('st-fps', server && server.fps ? server.fps : fps ? Math.round(fps) : null);
+    setText('st-res', server && server.width ? `${server.width}×${server.height}` : res);
+    setText('st-codecs', server ? [server.video_codec, server.audio_codec].filter(Boolean).join(', ') : null);
   }
 
   // ---------- past streams ----------
@@ -497,25 +361,6 @@
 
   // ---------- wiring ----------
 
-  $('signin-form').addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    const token = extractToken($('token-input').value);
-    if (!token) {
-      $('signin-error').textContent = 'That does not look like a token (it starts with "eyJ").';
-      return;
-    }
-    $('signin-error').textContent = '';
-    try {
-      await signIn(token);
-      $('token-input').value = '';
-    } catch (e) {
-      signOut(e.status === 401 ? 'This token was not accepted.' : `Could not sign in: ${e.message}`);
-    }
-  });
-  $('sign-out').addEventListener('click', async () => {
-    if (state.stream) await stopStream();
-    signOut();
-  });
   $('source').addEventListener('change', () => {
     const screen = $('source').value === 'screen';
     $('camera-field').hidden = screen;
@@ -528,24 +373,11 @@
   $('stop').addEventListener('click', stopStream);
   $('refresh').addEventListener('click', refreshStreams);
   $('info-key').addEventListener('click', () => $('info-key').classList.toggle('shown'));
-  document.querySelectorAll('.copy').forEach((b) => b.addEventListener('click', async () => {
-    const text = $(b.dataset.copy).textContent;
-    try {
-      await navigator.clipboard.writeText(text);
-      b.textContent = 'Copied';
-    } catch (_) {
-      b.textContent = 'Copy failed';
-    }
-    setTimeout(() => { b.textContent = 'Copy'; }, 1500);
-  }));
+  window.storef.wireCopyButtons();
   window.addEventListener('beforeunload', () => {
     if (state.resource) fetch(state.resource, { method: 'DELETE', keepalive: true, headers: { Authorization: `Bearer ${state.stream ? state.stream.streamKey : ''}` } });
   });
 
   setPhase('offline');
-  if (state.token) {
-    signIn(state.token).catch((e) => signOut(e.status === 401 ? 'Please sign in again.' : ''));
-  } else {
-    signOut();
-  }
+  start();
 })();

@@ -1,12 +1,12 @@
 // storef MediaRecorder example: for front-ends migrating from the old server, which recorded the
 // camera with MediaRecorder and uploaded a blob every few seconds. Sign in with a token, start a
 // stream, upload each blob in order (sequence + video_chunk), watch the HLS, stop and get the VOD.
-// Plain browser JavaScript, no build step; hls.js is vendored in vendor/hls.min.js.
+// Plain browser JavaScript, no build step; hls.js is vendored in vendor/hls.min.js, and common.js
+// (loaded first) has the sign-in, the API helper and the player that the studio page uses too.
 'use strict';
 
 (() => {
-  const $ = (id) => document.getElementById(id);
-  const TOKEN_KEY = 'storef.token';
+  const { $, readJson, setError, setText } = window.storef;
   // Chromium's MediaRecorder: plain `video/mp4` records VP9, which HLS players and storef refuse;
   // these two give H.264 + Opus. AAC is not offered.
   const MIME = {
@@ -20,7 +20,7 @@
   const MAX_ATTEMPTS = 8;
 
   const state = {
-    token: localStorage.getItem(TOKEN_KEY) || '',
+    token: window.storef.savedToken(),
     media: null, // camera MediaStream
     recorder: null, // MediaRecorder while recording
     mimeType: '',
@@ -45,75 +45,13 @@
   // For tests and debugging in the console.
   window.storefRecorder = state;
 
-  // ---------- API ----------
-
-  class ApiError extends Error {
-    constructor(status, message) {
-      super(message);
-      this.status = status;
-    }
-  }
-
-  async function readJson(res) {
-    try {
-      return await res.json();
-    } catch (_) {
-      return null;
-    }
-  }
-
-  async function api(method, path, body) {
-    const headers = { Authorization: `Bearer ${state.token}` };
-    if (body !== undefined) headers['Content-Type'] = 'application/json';
-    const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    const json = await readJson(res);
-    if (!res.ok || (json && json.success === false)) {
-      const msg = (json && json.message) || `${method} ${path} failed (${res.status})`;
-      if (res.status === 401) signOut('Your session has expired or the token is not valid. Please sign in again.');
-      throw new ApiError(res.status, msg);
-    }
-    return json || {};
-  }
-
-  // ---------- sign in ----------
-
-  /** Finds a JWT in pasted text (a bare token, or the whole `storef token` output). */
-  function extractToken(text) {
-    const m = String(text).match(/eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/);
-    return m ? m[0] : '';
-  }
-
-  function tokenClaims(token) {
-    try {
-      const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-      return JSON.parse(atob(part + '='.repeat((4 - (part.length % 4)) % 4)));
-    } catch (_) {
-      return {};
-    }
-  }
-
-  async function signIn(token) {
-    state.token = token;
-    await api('GET', '/api/streams'); // proves the token works
-    localStorage.setItem(TOKEN_KEY, token);
-    const claims = tokenClaims(token);
-    $('user-label').textContent = claims.id ? `Signed in as ${claims.id}` : 'Signed in';
-    $('signin').hidden = true;
-    $('account').hidden = false;
-    $('studio').hidden = false;
-    const supported = Object.values(MIME).filter((m) => window.MediaRecorder && MediaRecorder.isTypeSupported(m));
-    if (!supported.length) setError('This browser cannot record H.264 + Opus with MediaRecorder. Use the Live Studio (WHIP) page instead.');
-  }
-
-  function signOut(message) {
-    endMedia();
-    localStorage.removeItem(TOKEN_KEY);
-    state.token = '';
-    $('studio').hidden = true;
-    $('account').hidden = true;
-    $('signin').hidden = false;
-    $('signin-error').textContent = message || '';
-  }
+  const { api, signOut, start, showMedia, endMedia, showStreamInfo, startOnServer, stopOnServer, watchWhenReady } = window.storef.session(state, {
+    onSignIn() {
+      const supported = Object.values(MIME).filter((m) => window.MediaRecorder && MediaRecorder.isTypeSupported(m));
+      if (!supported.length) setError('This browser cannot record H.264 + Opus with MediaRecorder. Use the Live Studio (WHIP) page instead.');
+    },
+    endStream: stopRecording,
+  });
 
   // ---------- recording ----------
 
@@ -142,11 +80,9 @@
       setPhase('offline');
       return;
     }
-    $('preview').srcObject = state.media;
-    $('preview-empty').hidden = true;
+    showMedia();
     try {
-      const title = $('title').value.trim();
-      const s = await api('POST', '/api/streams/start', title ? { title } : {});
+      const s = await startOnServer();
       state.stream = {
         streamId: s.streamId,
         playbackUrl: s.playbackUrl,
@@ -185,7 +121,7 @@
     state.timer = setInterval(updateStats, 1000);
     setPhase('recording');
     updateStats();
-    watchWhenReady(state.stream.playbackUrl);
+    watchWhenReady(state.stream.playbackUrl, 120);
   }
 
   /** Uploads queued blobs one at a time, in sequence order: a blob only continues the one before. */
@@ -274,29 +210,13 @@
     }
     await drained();
     endMedia();
-    try {
-      const r = await api('POST', `/api/streams/${state.stream.streamId}/stop`);
-      if (r.videoUrl) {
-        $('vod-link').href = r.videoUrl;
-        $('vod-done').hidden = false;
-        playUrl(r.videoUrl, 'Recording');
-      }
-    } catch (e) {
-      setError(`Could not finish the stream: ${e.message}`);
-    }
+    await stopOnServer();
     clearInterval(state.timer);
     state.timer = null;
     state.recorder = null;
     state.stream = null;
     updateStats();
     setPhase('offline');
-  }
-
-  function endMedia() {
-    if (state.media) state.media.getTracks().forEach((t) => t.stop());
-    state.media = null;
-    $('preview').srcObject = null;
-    $('preview-empty').hidden = false;
   }
 
   // ---------- page state ----------
@@ -314,14 +234,8 @@
     ['format', 'title'].forEach((id) => { $(id).disabled = busy; });
   }
 
-  function setError(msg) {
-    $('studio-error').textContent = msg;
-  }
-
   function showInfo() {
-    $('stream-info').hidden = false;
-    $('vod-done').hidden = true;
-    $('info-playback').textContent = state.stream.playbackUrl;
+    showStreamInfo();
     $('info-upload').textContent = state.stream.uploadUrl;
   }
 
@@ -332,113 +246,30 @@
   }
 
   function updateStats() {
-    const set = (id, v) => { $(id).textContent = v === null || v === undefined || v === '' ? '—' : v; };
-    set('st-mime', state.mimeType.replace(/^video\//, ''));
-    set('st-sent', String(state.uploads.filter((u) => u.status >= 200 && u.status < 300).length));
-    set('st-queued', String(state.queue.length));
-    set('st-retries', String(state.retries));
-    set('st-bytes', fmtBytes(state.bytes));
+    setText('st-mime', state.mimeType.replace(/^video\//, ''));
+    setText('st-sent', String(state.uploads.filter((u) => u.status >= 200 && u.status < 300).length));
+    setText('st-queued', String(state.queue.length));
+    setText('st-retries', String(state.retries));
+    setText('st-bytes', fmtBytes(state.bytes));
     const last = state.uploads[state.uploads.length - 1];
-    set('st-last', last ? `#${last.seq} ${last.status}${last.answer && last.status < 300 ? ` ${last.answer}` : ''}` : null);
-    set('st-segments', String(state.segments));
+    setText('st-last', last ? `#${last.seq} ${last.status}${last.answer && last.status < 300 ? ` ${last.answer}` : ''}` : null);
+    setText('st-segments', String(state.segments));
     if (state.startedAt && state.timer) {
       const s = Math.round((Date.now() - state.startedAt) / 1000);
-      set('st-elapsed', `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`);
+      setText('st-elapsed', `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`);
     }
-  }
-
-  // ---------- player ----------
-
-  /** Waits until the live playlist lists a segment, then plays it. */
-  async function watchWhenReady(url) {
-    $('player-empty').hidden = false;
-    $('player-empty-text').textContent = 'Waiting for the first segment…';
-    for (let i = 0; i < 120 && state.stream && state.stream.playbackUrl === url; i++) {
-      try {
-        const text = await (await fetch(url, { cache: 'no-store' })).text();
-        if (text.includes('#EXTINF')) {
-          playUrl(url, 'Live');
-          return;
-        }
-      } catch (_) {
-        /* not there yet */
-      }
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-  }
-
-  function playUrl(url, label) {
-    const video = $('player');
-    if (state.hls) {
-      state.hls.destroy();
-      state.hls = null;
-    }
-    $('player-empty').hidden = true;
-    const badge = $('player-badge');
-    badge.textContent = label;
-    badge.className = `badge ${label === 'Live' ? 'live' : 'ok'}`;
-    if (/\.m3u8(\?|$)/.test(url) && window.Hls && window.Hls.isSupported()) {
-      const hls = new window.Hls({ liveSyncDurationCount: 2, lowLatencyMode: false });
-      state.hls = hls;
-      hls.loadSource(url);
-      hls.attachMedia(video);
-      hls.on(window.Hls.Events.ERROR, (_, data) => {
-        if (data.fatal) {
-          state.hlsErrors.push(data.details);
-          badge.textContent = 'Player error';
-          badge.className = 'badge';
-          if (data.type === window.Hls.ErrorTypes.NETWORK_ERROR) hls.startLoad();
-          else if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
-        }
-      });
-    } else {
-      video.src = url; // progressive MP4, or Safari's native HLS
-    }
-    video.play().catch(() => {});
   }
 
   // ---------- wiring ----------
 
-  $('signin-form').addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    const token = extractToken($('token-input').value);
-    if (!token) {
-      $('signin-error').textContent = 'That does not look like a token (it starts with "eyJ").';
-      return;
-    }
-    $('signin-error').textContent = '';
-    try {
-      await signIn(token);
-      $('token-input').value = '';
-    } catch (e) {
-      signOut(e.status === 401 ? 'This token was not accepted.' : `Could not sign in: ${e.message}`);
-    }
-  });
-  $('sign-out').addEventListener('click', async () => {
-    if (state.stream) await stopRecording();
-    signOut();
-  });
   $('record-form').addEventListener('submit', startRecording);
   $('stop').addEventListener('click', stopRecording);
-  document.querySelectorAll('.copy').forEach((b) => b.addEventListener('click', async () => {
-    const text = $(b.dataset.copy).textContent;
-    try {
-      await navigator.clipboard.writeText(text);
-      b.textContent = 'Copied';
-    } catch (_) {
-      b.textContent = 'Copy failed';
-    }
-    setTimeout(() => { b.textContent = 'Copy'; }, 1500);
-  }));
+  window.storef.wireCopyButtons();
   window.addEventListener('beforeunload', (ev) => {
     // Blobs not yet uploaded would be lost: ask before leaving.
     if (state.phase === 'recording' || state.queue.length) ev.preventDefault();
   });
 
   setPhase('offline');
-  if (state.token) {
-    signIn(state.token).catch((e) => signOut(e.status === 401 ? 'Please sign in again.' : ''));
-  } else {
-    signOut();
-  }
+  start();
 })();

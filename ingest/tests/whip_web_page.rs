@@ -240,6 +240,7 @@ async fn product_page_goes_live_over_whip_and_ends() {
     let app = Router::new()
         .route("/", web_file("index.html", "text/html; charset=utf-8"))
         .route("/app.js", web_file("app.js", "text/javascript"))
+        .route("/common.js", web_file("common.js", "text/javascript"))
         .route("/app.css", web_file("app.css", "text/css"))
         .route(
             "/vendor/hls.min.js",
