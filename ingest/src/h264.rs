@@ -151,7 +151,7 @@ fn skip_scaling_list(r: &mut Bits<'_>, size: usize) -> Result<(), SpsError> {
 }
 
 /// Removes emulation prevention bytes (`00 00 03` → `00 00`, §7.4.1).
-pub fn unescape(nal: &[u8]) -> Vec<u8> {
+fn unescape(nal: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(nal.len());
     let mut zeros = 0;
     for &byte in nal {

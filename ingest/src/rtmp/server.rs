@@ -262,7 +262,7 @@ async fn connection(
         if let Err(e) = forward(events, &mut active).await {
             break Err(e);
         }
-        if active.is_some() && !stream.is_ticked() {
+        if active.is_some() && !config.read_tick.is_zero() && !stream.is_ticked() {
             stream = match stream.read_on_ticks(config.read_tick) {
                 Ok(s) => s,
                 Err(e) => break Err(e.into()),

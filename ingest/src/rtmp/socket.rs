@@ -7,9 +7,10 @@
 //! profile at 50 publishers: a fifth of storef's CPU in the scheduler). So with a `read_tick`
 //! set, once a publish has started the socket leaves the reactor and is read every tick, at
 //! deadlines aligned across all connections: they expire in the same timer-wheel turn, and one
-//! wakeup of the thread serves every publisher on it with everything that arrived since. The price is at most one
-//! tick of added latency per message, and a poll per publisher per tick whether bytes came or
-//! not, which is why it is off by default: it saves CPU only with many publishers per thread.
+//! wakeup of the thread serves every publisher on it with everything that arrived since. The
+//! price is at most one tick of added latency per message, and a poll per publisher per tick
+//! whether bytes came or not, which is why it is off by default: it saves CPU only with many
+//! publishers per thread.
 //! The handshake and the commands before `publish` stay on readiness either way.
 
 use std::io::{self, Read, Write};
@@ -51,15 +52,7 @@ impl Socket {
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Socket::Ready(s) => s.read(buf).await,
-            Socket::Ticked { sock, tick } => loop {
-                match (&*sock).read(buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        tokio::time::sleep_until(next_tick(*tick)).await
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    r => return r,
-                }
-            },
+            Socket::Ticked { sock, tick } => retry_on_ticks(*tick, || (&*sock).read(buf)).await,
         }
     }
 
@@ -70,14 +63,9 @@ impl Socket {
             Socket::Ticked { sock, tick } => {
                 let mut rest = bytes;
                 while !rest.is_empty() {
-                    match (&*sock).write(rest) {
-                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                        Ok(n) => rest = rest.get(n..).unwrap_or_default(),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            tokio::time::sleep_until(next_tick(*tick)).await
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
+                    match retry_on_ticks(*tick, || (&*sock).write(rest)).await? {
+                        0 => return Err(io::ErrorKind::WriteZero.into()),
+                        n => rest = rest.get(n..).unwrap_or_default(),
                     }
                 }
                 Ok(())
@@ -90,6 +78,20 @@ impl Socket {
         match self {
             Socket::Ready(s) => s.shutdown().await,
             Socket::Ticked { sock, .. } => sock.shutdown(Shutdown::Write),
+        }
+    }
+}
+
+/// Runs the non-blocking `op` until it does something other than block, waiting for the next
+/// tick after each WouldBlock (and retrying at once after EINTR).
+async fn retry_on_ticks<T>(tick: Duration, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tokio::time::sleep_until(next_tick(tick)).await
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            r => return r,
         }
     }
 }
