@@ -624,9 +624,9 @@ async fn vod_playlist(State(app): State<App>, Path(id): Path<String>) -> ApiResu
 async fn metrics(State(app): State<App>) -> Response {
     let live = app.db.live_streams().map(|v| v.len() as u64).unwrap_or(0);
     let publishers = app.publisher_count().await;
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(live, publishers),
-    )
-        .into_response()
+    let mut body = app.metrics.render(live, publishers);
+    if let Some(whip) = &app.whip.0 {
+        crate::metrics::render_whip_transport(&mut body, whip.transport_stats());
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -145,6 +145,41 @@ impl ListingLatency {
     }
 }
 
+/// The WHIP server's transport counters (its UDP socket and ICE-TCP listener).
+pub fn render_whip_transport(s: &mut String, t: ingest::whip::TransportStats) {
+    for (name, help, v) in [
+        (
+            "whip_udp_datagrams_total",
+            "Datagrams received on the WebRTC UDP socket.",
+            t.udp_datagrams,
+        ),
+        (
+            "whip_tcp_connections_total",
+            "ICE-TCP connections accepted.",
+            t.tcp_connections,
+        ),
+        (
+            "whip_tcp_frames_total",
+            "RFC 4571 frames received over ICE-TCP.",
+            t.tcp_frames,
+        ),
+        (
+            "whip_tcp_dropped_total",
+            "ICE-TCP connections storef closed for what they sent or did not send (a peer closing its own is not counted).",
+            t.tcp_dropped,
+        ),
+        (
+            "whip_tcp_timed_out_total",
+            "Of the dropped ICE-TCP connections, those silent past the ICE timeout (browsers leave unused candidate pairs so).",
+            t.tcp_timed_out,
+        ),
+    ] {
+        let _ = writeln!(s, "# HELP storef_{name} {help}");
+        let _ = writeln!(s, "# TYPE storef_{name} counter");
+        let _ = writeln!(s, "storef_{name} {v}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -212,6 +212,12 @@ async fn inner() {
         sample("storef_segment_listing_seconds_count{protocol=\"rtmp\"}"),
         0.0
     );
+    // The media came over UDP (one datagram or more per frame); nothing was dropped over TCP.
+    assert!(
+        sample("storef_whip_udp_datagrams_total") > frames,
+        "{metrics}"
+    );
+    assert_eq!(sample("storef_whip_tcp_dropped_total"), 0.0, "{metrics}");
 
     assert_eq!(stopped["success"], true, "{stopped}");
     assert_eq!(status(&s, &tok, &id).await["stream"]["status"], "stopped");

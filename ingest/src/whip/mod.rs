@@ -102,7 +102,13 @@ pub struct TransportStats {
     pub tcp_frames: u64,
     /// TCP connections storef closed because of what they sent or did not send (garbage, unknown
     /// ufrag, oversized frame, timeout, over the connection cap, a peer that stopped reading).
+    /// A peer that closes or resets its own connection is not counted: ICE agents open TCP
+    /// connections for candidate pairs they then abandon when a better pair wins.
     pub tcp_dropped: u64,
+    /// Of `tcp_dropped`, those that sent no acceptable STUN Binding request within the ICE
+    /// timeout. Kept apart because a browser can open a TCP connection for a pair it never checks
+    /// (the UDP pair won first): such a connection is silent by design, not an attack.
+    pub tcp_timed_out: u64,
 }
 
 #[derive(Debug, Default)]
@@ -111,6 +117,7 @@ pub(crate) struct TransportCounters {
     pub tcp_connections: AtomicU64,
     pub tcp_frames: AtomicU64,
     pub tcp_dropped: AtomicU64,
+    pub tcp_timed_out: AtomicU64,
 }
 
 impl TransportCounters {
@@ -120,6 +127,7 @@ impl TransportCounters {
             tcp_connections: self.tcp_connections.load(Ordering::Relaxed),
             tcp_frames: self.tcp_frames.load(Ordering::Relaxed),
             tcp_dropped: self.tcp_dropped.load(Ordering::Relaxed),
+            tcp_timed_out: self.tcp_timed_out.load(Ordering::Relaxed),
         }
     }
 }

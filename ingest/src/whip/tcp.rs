@@ -191,9 +191,10 @@ impl TcpConns {
         };
         match why {
             // A publisher that quits closes its socket; one that quits while storef is writing
-            // RTCP to it resets it instead. Both are the peer leaving, not storef dropping it.
-            why if c.session.is_some() && why.is_peer_leaving() => {
-                tracing::info!(conn = id, peer = %c.peer, session = ?c.session, "WHIP TCP connection closed by the peer ({why})")
+            // RTCP to it resets it instead; an ICE agent closes connections of candidate pairs it
+            // gave up on. All are the peer leaving, not storef dropping it.
+            why if why.is_peer_leaving() => {
+                tracing::debug!(conn = id, peer = %c.peer, session = ?c.session, "WHIP TCP connection closed by the peer ({why})")
             }
             why => {
                 self.counters.tcp_dropped.fetch_add(1, Ordering::Relaxed);
@@ -219,6 +220,7 @@ impl TcpConns {
             .map(|(id, _)| *id)
             .collect();
         for id in stale {
+            self.counters.tcp_timed_out.fetch_add(1, Ordering::Relaxed);
             self.close(id, "no valid STUN Binding request within the ICE timeout");
         }
     }
@@ -388,6 +390,7 @@ mod tests {
         t.expire(now, Duration::from_secs(10));
         assert!(k0.is_cancelled() && !k1.is_cancelled() && !k2.is_cancelled());
         assert_eq!(counters.snapshot().tcp_dropped, 1);
+        assert_eq!(counters.snapshot().tcp_timed_out, 1);
         t.bind(1, "a");
         t.close_session("a");
         assert!(k1.is_cancelled() && k2.is_cancelled() && !k3.is_cancelled());
@@ -397,7 +400,7 @@ mod tests {
     }
 
     #[test]
-    fn a_publisher_leaving_is_not_a_drop_but_bad_framing_is() {
+    fn a_peer_leaving_is_not_a_drop_but_bad_framing_is() {
         let (mut t, counters) = table();
         let now = Instant::now();
         let io = |k| Closed::Io(std::io::Error::from(k));
@@ -410,12 +413,27 @@ mod tests {
             t.closed(id, why);
         }
         assert_eq!(counters.snapshot().tcp_dropped, 0);
-        // The same from a connection no session accepted, or a stream that is not RFC 4571.
+        // A connection no session accepted, closed or reset by its peer: an abandoned candidate
+        // pair, not a drop either.
         let _ = insert(&mut t, 3, "10.0.0.1:2", None, now);
         t.closed(3, io(std::io::ErrorKind::ConnectionReset));
+        let _ = insert(&mut t, 5, "10.0.0.1:4", None, now);
+        t.closed(5, Closed::Eof);
+        assert_eq!(counters.snapshot().tcp_dropped, 0);
+        // A stream that is not RFC 4571, or a read error that is not the peer leaving, is.
         let _ = insert(&mut t, 4, "10.0.0.1:3", Some("a"), now);
         t.closed(4, io(std::io::ErrorKind::InvalidData));
+        let _ = insert(&mut t, 6, "10.0.0.1:5", None, now);
+        t.closed(
+            6,
+            Closed::Framing(FramingError::TooLong {
+                offset: 0,
+                len: 9000,
+                max: 8192,
+            }),
+        );
         assert_eq!(counters.snapshot().tcp_dropped, 2);
+        assert_eq!(counters.snapshot().tcp_timed_out, 0);
         assert!(t.conns.is_empty());
     }
 }
