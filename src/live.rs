@@ -118,9 +118,6 @@ async fn run_publish(
         s.take_segmenter(app, &rec)?
     };
     let mut first_run = true;
-    // A segment running well past its target without a keyframe: ask the publisher for one
-    // (browsers over WHIP send keyframes only on request), at most once a second.
-    let overdue = app.cfg.hls.target_duration * 1.25;
     let mut last_ask: Option<std::time::Instant> = None;
     // One wait for the whole publish: a fresh `cancelled()` per frame takes the token's lock
     // and registers a waiter every time.
@@ -144,24 +141,11 @@ async fn run_publish(
                     }
                 }
                 Some(IngestEvent::Frame(f)) => {
-                    let arrived = std::time::Instant::now();
-                    if let Err(e) = seg.push(f) {
-                        tracing::debug!(stream = %id, error = %e, "frame refused");
-                    }
-                    if seg.open_duration() > overdue
-                        && last_ask.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1))
-                        && app.request_keyframe(id)
-                    {
-                        last_ask = Some(std::time::Instant::now());
-                        tracing::debug!(stream = %id, open = seg.open_duration(), "asked the publisher for a keyframe");
-                    }
-                    if let Some(seqs) = commit_ready(app, id, &mut seg).await? {
-                        // This frame closed them (a keyframe, or the first frame of a new run).
-                        let took = arrived.elapsed();
-                        if let Some(h) = listing {
-                            h.observe(took);
-                        }
-                        tracing::debug!(stream = %id, segments = ?seqs, listing_ms = took.as_secs_f64() * 1000.0, "segment listed");
+                    push_frame(app, id, &mut seg, f, listing, &mut last_ask).await?
+                }
+                Some(IngestEvent::Frames(frames)) => {
+                    for f in frames {
+                        push_frame(app, id, &mut seg, f, listing, &mut last_ask).await?;
                     }
                 }
                 Some(IngestEvent::Stats(v)) => app.with_live(|m| {
@@ -182,6 +166,40 @@ async fn run_publish(
         s.reset_segmenter();
     }
     result
+}
+
+/// Packages one frame, and lists the segments it closed.
+async fn push_frame(
+    app: &App,
+    id: &str,
+    seg: &mut Segmenter,
+    f: packager::MediaFrame,
+    listing: Option<&crate::metrics::Histogram>,
+    last_ask: &mut Option<std::time::Instant>,
+) -> Result<()> {
+    let arrived = std::time::Instant::now();
+    if let Err(e) = seg.push(f) {
+        tracing::debug!(stream = %id, error = %e, "frame refused");
+    }
+    // A segment running well past its target without a keyframe: ask the publisher for one
+    // (browsers over WHIP send keyframes only on request), at most once a second.
+    let overdue = app.cfg.hls.target_duration * 1.25;
+    if seg.open_duration() > overdue
+        && last_ask.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1))
+        && app.request_keyframe(id)
+    {
+        *last_ask = Some(std::time::Instant::now());
+        tracing::debug!(stream = %id, open = seg.open_duration(), "asked the publisher for a keyframe");
+    }
+    if let Some(seqs) = commit_ready(app, id, seg).await? {
+        // This frame closed them (a keyframe, or the first frame of a new run).
+        let took = arrived.elapsed();
+        if let Some(h) = listing {
+            h.observe(took);
+        }
+        tracing::debug!(stream = %id, segments = ?seqs, listing_ms = took.as_secs_f64() * 1000.0, "segment listed");
+    }
+    Ok(())
 }
 
 /// Writes and commits whatever the segmenter has finished; the sequence numbers of the media

@@ -17,8 +17,22 @@ pub enum IngestEvent {
     Tracks(Vec<Track>),
     /// One access unit, timestamps in its track's timescale, monotonic within the publish.
     Frame(MediaFrame),
+    /// Several, in order ([`crate::batch`]): one wakeup of the stream's task instead of one per
+    /// frame.
+    Frames(Vec<MediaFrame>),
     /// Publisher-side statistics for `GET /api/streams/:id` (bitrate, loss, RTT …), as JSON.
     Stats(serde_json::Value),
+}
+
+impl IngestEvent {
+    /// The frames this event carries (none for tracks and stats).
+    pub fn frames(&self) -> &[MediaFrame] {
+        match self {
+            IngestEvent::Frame(f) => std::slice::from_ref(f),
+            IngestEvent::Frames(v) => v,
+            IngestEvent::Tracks(_) | IngestEvent::Stats(_) => &[],
+        }
+    }
 }
 
 /// Who is publishing, for logs and the stream status.

@@ -22,14 +22,14 @@ impl PublishGate for CountingGate {
         if !key.starts_with("load") {
             return Err(Refusal::UnknownKey);
         }
-        let (tx, mut rx) = mpsc::channel(256);
+        let (tx, mut rx) = mpsc::channel::<IngestEvent>(256);
         let counts = self.counts.clone();
         let key = key.to_string();
         tokio::spawn(async move {
             while let Some(e) = rx.recv().await {
-                if let IngestEvent::Frame(f) = e {
-                    let mut c = counts.lock().unwrap();
-                    let entry = c.entry(key.clone()).or_default();
+                let mut c = counts.lock().unwrap();
+                let entry = c.entry(key.clone()).or_default();
+                for f in e.frames() {
                     match f.kind {
                         TrackKind::Video => entry.0 += 1,
                         TrackKind::Audio => entry.1 += 1,

@@ -118,11 +118,16 @@ async fn collect(mut events: mpsc::Receiver<IngestEvent>, limit: Duration) -> Co
     let mut c = Collected::default();
     let deadline = tokio::time::Instant::now() + limit;
     while let Ok(Some(e)) = tokio::time::timeout_at(deadline, events.recv()).await {
+        for f in e.frames() {
+            match f.kind {
+                TrackKind::Video => c.video.push(f.clone()),
+                TrackKind::Audio => c.audio.push(f.clone()),
+            }
+        }
         match e {
             IngestEvent::Tracks(t) => c.tracks.push(t),
-            IngestEvent::Frame(f) if f.kind == TrackKind::Video => c.video.push(f),
-            IngestEvent::Frame(f) => c.audio.push(f),
             IngestEvent::Stats(s) => c.stats.push(s),
+            IngestEvent::Frame(_) | IngestEvent::Frames(_) => {}
         }
     }
     c
@@ -491,8 +496,12 @@ async fn cancelling_the_publisher_closes_the_connection() {
     send_media(&mut c, 0, 1).await;
     let mut video = 0;
     while video < 30 {
-        if let Some(IngestEvent::Frame(f)) = accepted.events.recv().await {
-            video += usize::from(f.kind == TrackKind::Video);
+        if let Some(e) = accepted.events.recv().await {
+            video += e
+                .frames()
+                .iter()
+                .filter(|f| f.kind == TrackKind::Video)
+                .count();
         }
     }
     // `POST /stop`: the server cancels; the connection drops its sender and closes.
@@ -541,9 +550,11 @@ async fn a_stuck_stream_session_does_not_stall_other_connections() {
     let mut events = fast_accepted.events;
     let mut video = 0;
     while let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
-        if let IngestEvent::Frame(f) = e {
-            video += usize::from(f.kind == TrackKind::Video);
-        }
+        video += e
+            .frames()
+            .iter()
+            .filter(|f| f.kind == TrackKind::Video)
+            .count();
     }
     assert_eq!(video, 60);
     assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());

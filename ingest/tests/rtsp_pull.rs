@@ -183,6 +183,7 @@ async fn collect(p: &mut Pull, got: &mut Got, within: Duration, done: impl Fn(&G
                 .expect("a Frame before any Tracks")
                 .push(f),
             IngestEvent::Stats(_) => got.stats += 1,
+            IngestEvent::Frames(_) => panic!("the RTSP pull sends frames one by one"),
         }
     }
 }

@@ -72,6 +72,7 @@ async fn chromium_publishes_h264_and_opus_then_vanishes() {
                 TrackKind::Audio => audio.push((f.dts, f.data)),
             },
             Ok(Some(IngestEvent::Stats(s))) => stats.push(s),
+            Ok(Some(IngestEvent::Frames(_))) => panic!("WHIP sends frames one by one"),
             Ok(None) => {
                 closed_at = Some(Instant::now());
                 break;

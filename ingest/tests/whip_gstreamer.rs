@@ -88,6 +88,7 @@ fn inner() {
                 }
                 Ok(Some(IngestEvent::Frame(f))) => audio.push(f.dts),
                 Ok(Some(IngestEvent::Stats(_))) => {}
+                Ok(Some(IngestEvent::Frames(_))) => panic!("WHIP sends frames one by one"),
                 Ok(None) => {
                     closed = true;
                     break;

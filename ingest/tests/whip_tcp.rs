@@ -83,7 +83,8 @@ impl Received {
                 TrackKind::Audio => self.audio += 1,
             },
             IngestEvent::Stats(s) => self.stats.push(s),
-            _ => {}
+            IngestEvent::Tracks(_) => {}
+            IngestEvent::Frames(_) => panic!("WHIP sends frames one by one"),
         }
     }
 

@@ -187,6 +187,7 @@ async fn whip_post(State(api): State<Api>, h: HeaderMap, body: Bytes) -> Respons
             match ev {
                 IngestEvent::Stats(v) => st.stats = Some(v),
                 IngestEvent::Frame(_) => st.frames += 1,
+                IngestEvent::Frames(v) => st.frames += v.len() as u64,
                 IngestEvent::Tracks(_) => {}
             }
         }

@@ -227,16 +227,16 @@ impl ingest::publish::PublishGate for SinkGate {
         key: &str,
         info: ingest::publish::PublisherInfo,
     ) -> Result<ingest::publish::Publisher, ingest::publish::Refusal> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(256);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<ingest::publish::IngestEvent>(256);
         let key = key.to_string();
         tokio::spawn(async move {
             let (mut frames, mut bytes) = (0u64, 0u64);
             while let Some(e) = rx.recv().await {
+                frames += e.frames().len() as u64;
+                bytes += e.frames().iter().map(|f| f.data.len() as u64).sum::<u64>();
                 match e {
-                    ingest::publish::IngestEvent::Frame(f) => {
-                        frames += 1;
-                        bytes += f.data.len() as u64;
-                    }
+                    ingest::publish::IngestEvent::Frame(_)
+                    | ingest::publish::IngestEvent::Frames(_) => {}
                     ingest::publish::IngestEvent::Tracks(tracks) => {
                         let codecs: Vec<String> =
                             tracks.iter().map(|t| t.codec.rfc6381()).collect();

@@ -437,6 +437,7 @@ mod tests {
                 IngestEvent::Frame(f) if f.kind == TrackKind::Video => "V".into(),
                 IngestEvent::Frame(_) => "A".into(),
                 IngestEvent::Stats(_) => "S".into(),
+                IngestEvent::Frames(_) => unreachable!("the FLV reader sends frames one by one"),
             })
             .collect()
     }

@@ -3,10 +3,11 @@
 //!
 //! Each connection has its own task and forwards with `events.send().await`: a stream whose
 //! session is slow stalls only its own publisher (TCP backpressure up to the encoder), never
-//! another connection.
+//! another connection. Frames go in batches ([`crate::batch`]), a keyframe and its audio at once.
 
 use super::session::{RtmpSession, SessionConfig, SessionEvent};
 use super::socket::Socket;
+use crate::batch::Batcher;
 use crate::publish::{IngestEvent, PublishGate, Publisher};
 use packager::Codec;
 use std::net::SocketAddr;
@@ -150,9 +151,17 @@ pub enum ConnectionError {
     Io(#[from] std::io::Error),
 }
 
+/// How long frames may wait in a [`Batcher`] when the publisher's bytes stop coming (a batch
+/// normally leaves when it spans [`crate::batch::MAX_SPAN_MS`] of media).
+const BATCH_WAIT: Duration = Duration::from_millis(250);
+
 /// The publish in progress on a connection.
 struct Active {
     publisher: Publisher,
+    /// Frames on their way to the publisher's channel.
+    batch: Batcher,
+    /// When held frames go even if no more media comes.
+    flush_by: Option<tokio::time::Instant>,
     stream_key: String,
     encoder: Option<String>,
     last_stats: Instant,
@@ -208,20 +217,25 @@ async fn connection(
                 Ok(n) => n,
             },
             () = &mut deadline => {
+                let now = tokio::time::Instant::now();
+                if let Err(e) = flush_held(&mut active, now).await {
+                    break Err(e);
+                }
                 // From the last bytes received: stats ticks must not extend it.
                 let due = if session.handshake_done() {
                     last_input + config.idle_timeout
                 } else {
                     accepted_at + config.handshake_timeout
                 };
-                if tokio::time::Instant::now() >= due {
+                if now >= due {
                     break Err(if session.handshake_done() {
                         ConnectionError::Idle(config.idle_timeout)
                     } else {
                         ConnectionError::HandshakeTimeout(config.handshake_timeout)
                     });
                 }
-                deadline.as_mut().reset(due);
+                let next = active.as_ref().and_then(|a| a.flush_by).map_or(due, |f| f.min(due));
+                deadline.as_mut().reset(next);
                 continue;
             }
             () = async {
@@ -262,6 +276,20 @@ async fn connection(
         if let Err(e) = forward(events, &mut active).await {
             break Err(e);
         }
+        // Frames held for a batch: make sure the timer comes back for them.
+        if let Some(a) = active.as_mut() {
+            match (a.batch.is_holding(), a.flush_by) {
+                (true, None) => {
+                    let by = last_input + BATCH_WAIT;
+                    a.flush_by = Some(by);
+                    if by < deadline.deadline() {
+                        deadline.as_mut().reset(by);
+                    }
+                }
+                (false, Some(_)) => a.flush_by = None,
+                _ => {}
+            }
+        }
         if active.is_some() && !config.read_tick.is_zero() && !stream.is_ticked() {
             stream = match stream.read_on_ticks(config.read_tick) {
                 Ok(s) => s,
@@ -274,7 +302,12 @@ async fn connection(
         }
     };
     // Dropping the publisher (its events sender) tells the stream's session the publisher is gone.
-    if let Some(a) = active.take() {
+    if let Some(mut a) = active.take() {
+        // Whatever was accepted reaches the packager, however the connection ended; unless the
+        // server stopped the stream, and then nobody reads it.
+        if !a.publisher.cancel.is_cancelled() {
+            let _ = send_held(&mut a).await;
+        }
         tracing::info!(stream_key = %a.stream_key, "publisher left");
     }
     result
@@ -322,8 +355,13 @@ async fn forward(
                 span.record("stream_key", stream_key.as_str());
                 span.record("stream_id", publisher.stream_id.as_str());
                 tracing::info!("publish started");
+                if let Some(a) = active.as_mut() {
+                    send_held(a).await?;
+                }
                 *active = Some(Active {
                     publisher,
+                    batch: Batcher::new(),
+                    flush_by: None,
                     stream_key,
                     encoder: None,
                     last_stats: Instant::now(),
@@ -331,14 +369,12 @@ async fn forward(
                 });
             }
             SessionEvent::Media(e) => {
-                if let Some(a) = active.as_ref() {
-                    if a.publisher.events.send(e).await.is_err() {
-                        tracing::info!("stream session gone; closing");
+                if let Some(a) = active.as_mut() {
+                    let mut out = Vec::new();
+                    a.batch.push(e, &mut out);
+                    if let Err(e) = send(a, out).await {
                         *active = None;
-                        return Err(ConnectionError::Io(std::io::Error::new(
-                            std::io::ErrorKind::ConnectionAborted,
-                            "stream session closed",
-                        )));
+                        return Err(e);
                     }
                 }
             }
@@ -349,7 +385,9 @@ async fn forward(
             }
             SessionEvent::PublishEnded { stream_key } => {
                 tracing::info!(%stream_key, "publish ended by the publisher");
-                *active = None;
+                if let Some(mut a) = active.take() {
+                    send_held(&mut a).await?;
+                }
             }
             SessionEvent::PublishRefused {
                 stream_key,
@@ -362,6 +400,44 @@ async fn forward(
             }
             SessionEvent::Connected { .. } => {}
             SessionEvent::Failed(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Sends events to the stream's session; an error when the session has gone away.
+async fn send(a: &mut Active, events: Vec<IngestEvent>) -> Result<(), ConnectionError> {
+    for e in events {
+        if a.publisher.events.send(e).await.is_err() {
+            tracing::info!("stream session gone; closing");
+            return Err(ConnectionError::Io(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "stream session closed",
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Sends the frames the batcher holds.
+async fn send_held(a: &mut Active) -> Result<(), ConnectionError> {
+    a.flush_by = None;
+    let mut out = Vec::new();
+    a.batch.flush(&mut out);
+    send(a, out).await
+}
+
+/// Sends held frames whose wait is over.
+async fn flush_held(
+    active: &mut Option<Active>,
+    now: tokio::time::Instant,
+) -> Result<(), ConnectionError> {
+    if let Some(a) = active.as_mut() {
+        if a.flush_by.is_some_and(|by| by <= now) {
+            if let Err(e) = send_held(a).await {
+                *active = None;
+                return Err(e);
+            }
         }
     }
     Ok(())

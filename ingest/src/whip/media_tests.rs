@@ -180,6 +180,7 @@ fn a_new_sps_re_announces_the_tracks() {
             IngestEvent::Frame(f) if f.keyframe => "K",
             IngestEvent::Frame(_) => "P",
             IngestEvent::Stats(_) => "S",
+            IngestEvent::Frames(_) => unreachable!("WHIP sends frames one by one"),
         })
         .collect();
     assert_eq!(kinds, vec!["T", "K", "P", "K", "T", "K", "P"]);

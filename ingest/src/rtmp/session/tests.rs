@@ -68,6 +68,9 @@ fn record(events: Vec<SessionEvent>, out: &mut Vec<Seen>) {
             SessionEvent::Media(IngestEvent::Tracks(t)) => Seen::Tracks(t),
             SessionEvent::Media(IngestEvent::Frame(f)) => Seen::Frame(f),
             SessionEvent::Media(IngestEvent::Stats(_)) => unreachable!("sessions send no stats"),
+            SessionEvent::Media(IngestEvent::Frames(_)) => {
+                unreachable!("sessions send frames one by one (the server batches them)")
+            }
             SessionEvent::Metadata(m) => Seen::Metadata(m.encoder),
             SessionEvent::PublishEnded { stream_key } => Seen::Ended(stream_key),
             SessionEvent::Failed(e) => panic!("unexpected error {e}"),
