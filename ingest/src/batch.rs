@@ -329,6 +329,43 @@ mod tests {
         assert_eq!(log, ["V", "T", "K", "A", "", "", "[VA] T"]);
     }
 
+    proptest::proptest! {
+        /// Whatever the publisher sends: every frame comes out once, in order; a keyframe
+        /// leaves in the push that brought it; what stays held spans less than the limit.
+        #[test]
+        fn nothing_is_lost_reordered_or_held_past_a_keyframe(
+            steps in proptest::collection::vec((0u8..8, 0i64..60), 1..300)
+        ) {
+            let mut b = Batcher::new();
+            let (mut vt, mut at) = (0i64, 0i64);
+            let (mut sent, mut input) = (Vec::new(), Vec::new());
+            for (kind, step) in steps {
+                let e = match kind {
+                    0 => tracks(step % 2 == 0),
+                    1 => { vt += step; video(vt, true) }
+                    2..=4 => { vt += step; video(vt, false) }
+                    _ => { at += step; audio(at) }
+                };
+                let key = matches!(&e, IngestEvent::Frame(f) if f.keyframe && f.kind == TrackKind::Video);
+                input.extend(e.frames().iter().map(|f| (f.kind, f.dts)));
+                let mut out = Vec::new();
+                b.push(e, &mut out);
+                if key {
+                    let last = out.last().and_then(|e| e.frames().last()).map(|f| f.keyframe);
+                    proptest::prop_assert_eq!(last, Some(true));
+                    proptest::prop_assert!(!b.is_holding());
+                }
+                proptest::prop_assert!(b.held.len() < MAX_FRAMES);
+                sent.extend(out.iter().flat_map(|e| e.frames().iter().map(|f| (f.kind, f.dts))));
+            }
+            let mut out = Vec::new();
+            b.flush(&mut out);
+            proptest::prop_assert!(!b.is_holding());
+            sent.extend(out.iter().flat_map(|e| e.frames().iter().map(|f| (f.kind, f.dts))));
+            proptest::prop_assert_eq!(sent, input);
+        }
+    }
+
     #[test]
     fn batches_span_at_most_the_limit() {
         let mut events = vec![tracks(false), video(0, true)];
