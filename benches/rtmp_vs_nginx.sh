@@ -11,7 +11,8 @@
 # Per N it prints: CPU seconds per stream of each server (utime+stime from /proc/PID/stat around
 # the publishing, nginx: master + workers), their ratio, storef's peak RSS (VmHWM) per stream
 # above its idle RSS, segment-listing latency p50/p99 (closing keyframe written by the publisher
-# -> segment listed in the playlist, polled every 5 ms while one is awaited; an upper bound),
+# -> segment listed in the playlist, polled over HTTP from the server itself every 5 ms while one
+# is awaited; an upper bound),
 # storef's own measure of the same for every segment of every stream (closing keyframe reaching
 # its packager -> listed, from its debug log), and how many publishers fell behind real time by
 # more than 1 s or failed. STOREF_RTMP_WORKERS sets storef's [rtmp] workers (default 0: one per
@@ -55,7 +56,7 @@ ffmpeg -v error -f lavfi -i testsrc2=size=1280x720:rate=30 \
 
 # Free TCP ports from a per-run base so parallel runs (CI, other helpers) do not collide.
 BASE=$((20000 + ($$ % 20000)))
-HTTP_PORT=$BASE RTMP_PORT=$((BASE + 1)) NGINX_PORT=$((BASE + 2))
+HTTP_PORT=$BASE RTMP_PORT=$((BASE + 1)) NGINX_PORT=$((BASE + 2)) NGINX_HTTP_PORT=$((BASE + 3))
 
 cpu_ticks() { # utime+stime of the given pids, in clock ticks
   local t=0 p
@@ -139,10 +140,27 @@ run_nginx() { # N -> "cpu_s rss_kb_per_stream hwm_kb behind samples p50 p99 max 
   sed -e "s#127.0.0.1:19350#127.0.0.1:$NGINX_PORT#" -e "s#/tmp/nginx-rtmp.pid#$dir/nginx.pid#" \
     -e "s#/tmp/nginx-rtmp-error.log#$dir/error.log#" -e "s#/tmp/nginx-hls#$dir/hls#" \
     "$ROOT/../shared/testing/nginx-rtmp.conf" >"$dir/nginx.conf"
+  # Players (and the latency probe) fetch nginx's playlists from nginx's own HTTP server, as they
+  # fetch storef's from storef: both servers answer the same polls. Without access log, so nginx
+  # does no more per request than it must.
+  cat >>"$dir/nginx.conf" <<EOF
+http {
+    access_log off;
+    server {
+        listen 127.0.0.1:$NGINX_HTTP_PORT;
+        location /hls/ {
+            alias $dir/hls/;
+            types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; }
+            add_header Cache-Control no-cache;
+        }
+    }
+}
+EOF
   nginx -c "$dir/nginx.conf" -p "$dir/" 2>"$dir/stderr" &
   master=$!
   echo "$master" >>"$WORK/pids"
   wait_port "$NGINX_PORT"
+  wait_port "$NGINX_HTTP_PORT"
   workers=$(pgrep -P "$master" | tr '\n' ' ')
   local rss0=0 t0 t1 hwm=0 p keys=()
   for p in $workers; do rss0=$((rss0 + $(kb "$p" VmRSS))); done
@@ -150,7 +168,8 @@ run_nginx() { # N -> "cpu_s rss_kb_per_stream hwm_kb behind samples p50 p99 max 
   # shellcheck disable=SC2086
   t0=$(cpu_ticks "$master" $workers)
   "$RTMP_LOAD_BIN" --url "rtmp://127.0.0.1:$NGINX_PORT/live" --flv "$CLIP" --loops "$LOOPS" \
-    --keys "$(IFS=,; echo "${keys[*]}")" --latency-playlist "$dir/hls/{key}.m3u8" \
+    --keys "$(IFS=,; echo "${keys[*]}")" \
+    --latency-playlist "http://127.0.0.1:$NGINX_HTTP_PORT/hls/{key}.m3u8" \
     --latency-sample "${SAMPLE:-$((n < 10 ? n : 10))}" >"$dir/load.tsv" 2>"$dir/load.err" || true
   sleep 1
   # shellcheck disable=SC2086

@@ -498,7 +498,7 @@ async fn list(State(app): State<App>, headers: HeaderMap) -> ApiResult<Json<Valu
     Ok(Json(json!({"success": true, "streams": streams})))
 }
 
-fn playlist_response(text: String, live: bool) -> Response {
+fn playlist_response(text: impl IntoResponse, live: bool) -> Response {
     let cache = if live {
         "no-cache"
     } else {
@@ -544,6 +544,12 @@ fn playlist_segments(app: &App, stream: &str, prefix: &str) -> ApiResult<Vec<Pla
 
 async fn live_playlist(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = id.trim_end_matches(".m3u8");
+    // Read before the records: a write after this read makes the rendering below stale for
+    // the next request, never current-looking.
+    let generation = app.db.generation(id);
+    if let Some(c) = app.cached_playlist(id, generation) {
+        return Ok(playlist_response(c.body, c.revalidate));
+    }
     let rec = public_stream(&app, id)?;
     let segments = playlist_segments(&app, &rec.id, "")?;
     let p = Playlist {
@@ -557,8 +563,17 @@ async fn live_playlist(State(app): State<App>, Path(id): Path<String>) -> ApiRes
         media_sequence: 0,
         segments,
     };
-    let settled = pins_settled(&app, &p.segments);
-    Ok(playlist_response(p.render(), rec.is_live() || !settled))
+    let revalidate = rec.is_live() || !pins_settled(&app, &p.segments);
+    let body = bytes::Bytes::from(p.render());
+    app.cache_playlist(
+        &rec.id,
+        crate::app::CachedPlaylist {
+            generation,
+            body: body.clone(),
+            revalidate,
+        },
+    );
+    Ok(playlist_response(body, revalidate))
 }
 
 /// Whether a stopped stream's playlist is final: with FilCDN pinning on, its URIs still switch

@@ -32,7 +32,24 @@ pub struct App {
     pub whip: crate::whip_api::Whip,
     /// The FilCDN pin queue, set once at start-up when `[filcdn] enabled`.
     pub pins: Arc<std::sync::OnceLock<crate::pin::Pins>>,
+    /// Rendered live playlists by stream id, with the stream's database generation they were
+    /// rendered at: every viewer polls live.m3u8 every target duration, and rendering reads and
+    /// decodes every segment record of the stream.
+    playlists: Arc<std::sync::Mutex<HashMap<String, CachedPlaylist>>>,
 }
+
+/// A rendered playlist ([`App::cached_playlist`]).
+#[derive(Clone)]
+pub struct CachedPlaylist {
+    pub generation: u64,
+    pub body: bytes::Bytes,
+    /// Players must revalidate it (the stream is live, or its URIs may still change).
+    pub revalidate: bool,
+}
+
+/// Streams whose playlists are kept at most; past it the cache starts over (a stream's entry
+/// costs one playlist, and only streams somebody watches have one).
+const MAX_CACHED_PLAYLISTS: usize = 10_000;
 
 /// A stream's publisher, and when the last one left (for the reconnect window).
 #[derive(Default)]
@@ -88,7 +105,25 @@ impl App {
             live: Default::default(),
             whip,
             pins: Default::default(),
+            playlists: Default::default(),
         }
+    }
+
+    /// The stream's playlist as rendered at database generation `generation`, if it was.
+    pub fn cached_playlist(&self, stream: &str, generation: u64) -> Option<CachedPlaylist> {
+        let m = self.playlists.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(stream)
+            .filter(|c| c.generation == generation)
+            .cloned()
+    }
+
+    /// Keeps a rendered playlist; `generation` must have been read before the records it shows.
+    pub fn cache_playlist(&self, stream: &str, playlist: CachedPlaylist) {
+        let mut m = self.playlists.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= MAX_CACHED_PLAYLISTS && !m.contains_key(stream) {
+            m.clear();
+        }
+        m.insert(stream.to_string(), playlist);
     }
 
     /// Commits `c` durably, then offers the segments, inits and VOD it records to the FilCDN

@@ -9,7 +9,9 @@
 
 use crate::records::{ChunkRecord, InitRecord, SegmentRecord, StreamRecord, VideoRecord};
 use serde::{de::DeserializeOwned, Serialize};
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 /// Errors of the state store.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,31 @@ pub struct Commit {
 pub struct Db {
     db: sled::Db,
     main: sled::Tree,
+    generations: Arc<Generations>,
+}
+
+/// A number per stream that changes whenever a record of the stream (its own, a segment, an init
+/// segment, a VOD) is written, so a reader can keep what it derived from them (a rendered
+/// playlist) until it changes instead of re-reading every segment record per request.
+#[derive(Default)]
+struct Generations {
+    next: std::sync::atomic::AtomicU64,
+    by_stream: Mutex<HashMap<String, u64>>,
+}
+
+impl Generations {
+    fn bump<'a>(&self, streams: impl IntoIterator<Item = &'a str>) {
+        let mut m = self.by_stream.lock().unwrap_or_else(|e| e.into_inner());
+        for s in streams {
+            let g = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            m.insert(s.to_string(), g);
+        }
+    }
+
+    fn get(&self, stream: &str) -> u64 {
+        let m = self.by_stream.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(stream).copied().unwrap_or(0)
+    }
 }
 
 fn stream_key(id: &str) -> Vec<u8> {
@@ -87,7 +114,11 @@ impl Db {
     pub fn open(dir: &Path) -> Result<Self> {
         let db = sled::Config::new().path(dir).open()?;
         let main = db.open_tree("main")?;
-        Ok(Db { db, main })
+        Ok(Db {
+            db,
+            main,
+            generations: Arc::default(),
+        })
     }
 
     /// A separate tree for a subsystem with its own record layout (the FilCDN pin queue).
@@ -144,7 +175,24 @@ impl Db {
             b.remove(chunk_key(s, *seq));
         }
         self.main.apply_batch(b)?;
+        // After the write: a reader that saw the old generation may have read new records, never
+        // the other way round.
+        self.generations.bump(
+            c.streams
+                .iter()
+                .map(|s| s.id.as_str())
+                .chain(c.segments.iter().map(|s| s.stream_id.as_str()))
+                .chain(c.inits.iter().map(|i| i.stream_id.as_str()))
+                .chain(c.videos.iter().map(|v| v.stream_id.as_str())),
+        );
         Ok(())
+    }
+
+    /// The stream's generation (see [`Generations`]): read it before the records, and what was
+    /// derived from them is current while it has not changed. 0 for a stream not written since
+    /// the database was opened.
+    pub fn generation(&self, stream: &str) -> u64 {
+        self.generations.get(stream)
     }
 
     fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
@@ -238,16 +286,20 @@ impl Db {
     /// Sets a segment's CDN URL. Blocking (sled's own flush): the pin worker's callback is
     /// synchronous and must not return before the URL is durable. False if there is no record.
     pub fn set_segment_remote_url(&self, stream: &str, seq: u64, url: &str) -> Result<bool> {
-        self.set_remote_url::<SegmentRecord>(&segment_key(stream, seq), |r| {
+        let set = self.set_remote_url::<SegmentRecord>(&segment_key(stream, seq), |r| {
             r.remote_url = Some(url.to_string())
-        })
+        })?;
+        self.generations.bump([stream]);
+        Ok(set)
     }
 
     /// Sets an init segment's CDN URL (see [`Db::set_segment_remote_url`]).
     pub fn set_init_remote_url(&self, stream: &str, id: u32, url: &str) -> Result<bool> {
-        self.set_remote_url::<InitRecord>(&init_key(stream, id), |r| {
+        let set = self.set_remote_url::<InitRecord>(&init_key(stream, id), |r| {
             r.remote_url = Some(url.to_string())
-        })
+        })?;
+        self.generations.bump([stream]);
+        Ok(set)
     }
 
     /// Sets a VOD's CDN URL (see [`Db::set_segment_remote_url`]).
@@ -285,6 +337,7 @@ impl Db {
     pub async fn put_segment(&self, s: &SegmentRecord) -> Result<()> {
         self.main
             .insert(segment_key(&s.stream_id, s.sequence), encode(s)?)?;
+        self.generations.bump([s.stream_id.as_str()]);
         self.flush().await
     }
 }
@@ -319,6 +372,41 @@ mod tests {
             audio_frames: 94,
             remote_url: None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_stream_generation_changes_with_every_write_of_its_records_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        assert_eq!((db.generation("a"), db.generation("b")), (0, 0));
+        db.commit(Commit {
+            segments: vec![segment("a", 0)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let a1 = db.generation("a");
+        assert!(a1 > 0);
+        assert_eq!(db.generation("b"), 0);
+        // A CDN URL swapped in (the pinner), directly or by replacing the record.
+        assert!(db
+            .set_segment_remote_url("a", 0, "https://x/0.m4s")
+            .unwrap());
+        let a2 = db.generation("a");
+        assert!(a2 > a1);
+        let mut s = segment("a", 0);
+        s.remote_url = Some("https://y/0.m4s".into());
+        db.put_segment(&s).await.unwrap();
+        assert!(db.generation("a") > a2);
+        // A missing record changes nothing, but may still bump: that only costs a re-render.
+        assert!(!db.set_segment_remote_url("b", 9, "https://x").unwrap());
+        assert_eq!(db.segments("b").unwrap().len(), 0);
+        // A fresh open starts over at 0 (nothing derived survives a restart either).
+        let a3 = db.generation("a");
+        drop(db);
+        let db = Db::open(dir.path()).unwrap();
+        assert_eq!(db.generation("a"), 0);
+        assert!(a3 > 0);
     }
 
     /// 64 streams committing at once, the way live publishers close segments. With sled's
