@@ -4,8 +4,8 @@
 //! Everything lives in one sled tree under typed key prefixes so that a multi-record change (an
 //! uploaded chunk's segments + the chunk's record + the stream's resume point) is one atomic
 //! `apply_batch`. sled only makes a write durable on flush (every 500 ms by default), so every
-//! mutating call here ends with `flush_async` before it returns: callers acknowledge to clients
-//! only after that.
+//! mutating call here ends with a flush before it returns (see [`Db::flush`] for why never
+//! `flush_async`): callers acknowledge to clients only after that.
 
 use crate::records::{ChunkRecord, InitRecord, SegmentRecord, StreamRecord, VideoRecord};
 use serde::{de::DeserializeOwned, Serialize};
