@@ -65,6 +65,7 @@ fuzz_target!(|data: &[u8]| {
                     }
                 }
                 IngestEvent::Stats(_) => {}
+                IngestEvent::Frames(_) => panic!("WHIP sends frames one by one"),
             }
             true
         });
