@@ -18,7 +18,9 @@
 //! Durations: a frame's duration is the next frame's `dts` minus its own whenever the next frame
 //! of the run is known — even when the source gave `duration`, so a source whose durations and
 //! timestamps disagree cannot drift audio against video. `frame.duration` is used for the last
-//! frame of a run (end of an uploaded chunk), else the previous frame's duration.
+//! frame of a run (end of an uploaded chunk), else the previous frame's duration; and for an
+//! audio frame that reaches past a cut, so the keyframe that closes a live segment lists it at
+//! once instead of an audio frame later.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -172,6 +174,9 @@ struct TrackState {
     origin: i64,
     /// The newest frame, waiting for the next one to know its duration.
     last: Option<MediaFrame>,
+    /// Input decode time of the newest frame when it was finished early, from its own duration
+    /// ([`finish_audio_early`]): the next frame must not start before it.
+    early: Option<i64>,
     prev_duration: Option<u32>,
     default_duration: u32,
 }
@@ -356,6 +361,7 @@ impl Segmenter {
                 base,
                 origin: 0,
                 last: None,
+                early: None,
                 prev_duration: None,
                 default_duration: default_duration(track),
             };
@@ -511,12 +517,12 @@ impl Segmenter {
             TrackKind::Audio => run.audio.as_mut(),
         }
         .ok_or(SegmenterError::UnknownTrack { kind })?;
-        if let Some(prev) = &state.last {
-            if frame.dts < prev.dts {
+        if let Some(previous) = state.last.as_ref().map(|p| p.dts).or(state.early) {
+            if frame.dts < previous {
                 return Err(SegmenterError::NonMonotonic {
                     kind,
                     dts: frame.dts,
-                    previous: prev.dts,
+                    previous,
                 });
             }
         }
@@ -537,6 +543,7 @@ impl Segmenter {
             finish(state, prev, d)
         });
         state.last = Some(frame);
+        state.early = None;
         let frame = state.last.as_ref().map(|f| (f.keyframe, f.dts));
 
         match kind {
@@ -630,7 +637,11 @@ impl Segmenter {
             let ready = match run.segments.front() {
                 None => false,
                 Some(seg) => match seg.end {
-                    Some(end) => all || audio_reached(run, end) || video_waited(run, end),
+                    Some(end) => {
+                        all || audio_reached(run, end)
+                            || finish_audio_early(run, end)
+                            || video_waited(run, end)
+                    }
                     None => all && run.segments.len() == 1,
                 },
             };
@@ -925,6 +936,36 @@ fn audio_reached(run: &Run, end: u64) -> bool {
         Some(a) => !time_lt(a, audio.timescale, end, video.timescale),
         None => false,
     }
+}
+
+/// The newest audio frame starts before `end` and its source-given duration takes it to `end` or
+/// past: no more audio of the segment can come, so the frame is finished with that duration now
+/// instead of when its successor arrives. That is what lets a live segment be listed when its
+/// closing keyframe arrives rather than an audio frame later (RTMP's AAC frames are exactly
+/// 1024 samples; sources without a duration keep waiting for the next frame).
+fn finish_audio_early(run: &mut Run, end: u64) -> bool {
+    let (Some(video), Some(audio)) = (run.video.as_ref(), run.audio.as_mut()) else {
+        return false;
+    };
+    let Some(last) = audio.last.as_ref() else {
+        return false;
+    };
+    let (Some(d), Some(start)) = (last.duration, audio.out_dts(last.dts)) else {
+        return false;
+    };
+    let stop = start.saturating_add(u64::from(d));
+    if time_lt(stop, audio.timescale, end, video.timescale) {
+        return false;
+    }
+    let Some(last) = audio.last.take() else {
+        return false;
+    };
+    audio.early = Some(last.dts);
+    audio.prev_duration = Some(d);
+    if let Some(f) = finish(audio, last, d) {
+        run.audio_q.push_back(f);
+    }
+    true
 }
 
 /// Video went on far past `end` without the audio catching up: stop waiting.

@@ -322,6 +322,49 @@ fn closed_segment_waits_for_its_audio() {
 }
 
 #[test]
+fn audio_of_known_duration_lets_the_keyframe_close_the_segment_at_once() {
+    // RTMP's AAC frames carry their exact duration (1024 samples): the frame that starts
+    // before the cut and ends after it is finished at once, so the closing keyframe lists the
+    // segment without waiting an audio frame (up to 21 ms) for its successor.
+    let timed = |n: u32| MediaFrame {
+        duration: Some(1024),
+        ..audio_frame(n, i64::from(n) * 1024)
+    };
+    let mut seg = two_second_segmenter();
+    seg.begin_run(tracks(true), false).unwrap();
+    let mut n = 0u32;
+    for i in 0..60u32 {
+        // Interleaved by decode time, as FLV muxers send it.
+        while i64::from(n) * 1024 * 90_000 < i64::from(i) * 3000 * 48_000 {
+            seg.push(timed(n)).unwrap();
+            n += 1;
+        }
+        seg.push(video_frame(i, i64::from(i) * 3000, i % 30 == 0, None))
+            .unwrap();
+    }
+    while i64::from(n) * 1024 < 2 * 48_000 {
+        seg.push(timed(n)).unwrap();
+        n += 1;
+    }
+    assert_eq!(n, 94);
+    assert!(drain(&mut seg).is_empty(), "the cut has not come yet");
+    seg.push(video_frame(60, 180_000, true, None)).unwrap();
+    let segs = drain(&mut seg);
+    assert_eq!(segs.len(), 1, "listed on the keyframe");
+    assert_eq!(segs[0].video_frames, 60);
+    assert_eq!(segs[0].audio_frames, 94);
+    // The finished frame is the newest: an earlier one is refused, not slipped in behind it.
+    assert!(seg.push(timed(92)).is_err());
+    // The next frame continues exactly where the finished one ended.
+    seg.push(timed(94)).unwrap();
+    seg.push(video_frame(61, 183_000, false, None)).unwrap();
+    seg.flush();
+    let segs = drain(&mut seg);
+    assert_eq!(segs.len(), 1);
+    assert_eq!(walk(&segs[0])[1].tfdt, 94 * 1024);
+}
+
+#[test]
 fn stalled_video_goes_audio_only_and_loses_nothing() {
     let mut seg = two_second_segmenter();
     seg.begin_run(tracks(true), false).unwrap();

@@ -264,7 +264,9 @@ impl MediaAssembler {
                     kind: TrackKind::Audio,
                     dts,
                     cts_offset: 0,
-                    duration: None,
+                    // Known exactly: the segmenter can close a segment without waiting for the
+                    // next audio frame.
+                    duration: Some(AAC_FRAME_SAMPLES as u32),
                     keyframe: true,
                     data,
                 };
