@@ -13,6 +13,29 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+/// A record that belongs to one stream (whose generation its writes change).
+trait OfStream {
+    fn stream_id(&self) -> &str;
+}
+
+impl OfStream for SegmentRecord {
+    fn stream_id(&self) -> &str {
+        &self.stream_id
+    }
+}
+
+impl OfStream for InitRecord {
+    fn stream_id(&self) -> &str {
+        &self.stream_id
+    }
+}
+
+impl OfStream for VideoRecord {
+    fn stream_id(&self) -> &str {
+        &self.stream_id
+    }
+}
+
 /// Errors of the state store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -56,23 +79,33 @@ pub struct Db {
 /// segment, a VOD) is written, so a reader can keep what it derived from them (a rendered
 /// playlist) until it changes instead of re-reading every segment record per request.
 #[derive(Default)]
-struct Generations {
-    next: std::sync::atomic::AtomicU64,
-    by_stream: Mutex<HashMap<String, u64>>,
+struct Generations(Mutex<GenerationTable>);
+
+#[derive(Default)]
+struct GenerationTable {
+    last: u64,
+    by_stream: HashMap<String, u64>,
 }
 
 impl Generations {
     fn bump<'a>(&self, streams: impl IntoIterator<Item = &'a str>) {
-        let mut m = self.by_stream.lock().unwrap_or_else(|e| e.into_inner());
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
         for s in streams {
-            let g = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            m.insert(s.to_string(), g);
+            t.last += 1;
+            let g = t.last;
+            // A live stream is bumped every segment: no new key string once it has one.
+            match t.by_stream.get_mut(s) {
+                Some(v) => *v = g,
+                None => {
+                    t.by_stream.insert(s.to_string(), g);
+                }
+            }
         }
     }
 
     fn get(&self, stream: &str) -> u64 {
-        let m = self.by_stream.lock().unwrap_or_else(|e| e.into_inner());
-        m.get(stream).copied().unwrap_or(0)
+        let t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        t.by_stream.get(stream).copied().unwrap_or(0)
     }
 }
 
@@ -286,20 +319,16 @@ impl Db {
     /// Sets a segment's CDN URL. Blocking (sled's own flush): the pin worker's callback is
     /// synchronous and must not return before the URL is durable. False if there is no record.
     pub fn set_segment_remote_url(&self, stream: &str, seq: u64, url: &str) -> Result<bool> {
-        let set = self.set_remote_url::<SegmentRecord>(&segment_key(stream, seq), |r| {
+        self.set_remote_url::<SegmentRecord>(&segment_key(stream, seq), |r| {
             r.remote_url = Some(url.to_string())
-        })?;
-        self.generations.bump([stream]);
-        Ok(set)
+        })
     }
 
     /// Sets an init segment's CDN URL (see [`Db::set_segment_remote_url`]).
     pub fn set_init_remote_url(&self, stream: &str, id: u32, url: &str) -> Result<bool> {
-        let set = self.set_remote_url::<InitRecord>(&init_key(stream, id), |r| {
+        self.set_remote_url::<InitRecord>(&init_key(stream, id), |r| {
             r.remote_url = Some(url.to_string())
-        })?;
-        self.generations.bump([stream]);
-        Ok(set)
+        })
     }
 
     /// Sets a VOD's CDN URL (see [`Db::set_segment_remote_url`]).
@@ -308,8 +337,8 @@ impl Db {
     }
 
     /// Read-modify-write with compare-and-swap, so a concurrent writer of the same record is
-    /// never overwritten with a stale copy.
-    fn set_remote_url<T: Serialize + DeserializeOwned>(
+    /// never overwritten with a stale copy. Changes the record's stream's generation.
+    fn set_remote_url<T: Serialize + DeserializeOwned + OfStream>(
         &self,
         key: &[u8],
         set: impl Fn(&mut T),
@@ -326,19 +355,12 @@ impl Db {
                 .compare_and_swap(key, Some(&old), Some(new))?
                 .is_ok()
             {
+                self.generations.bump([rec.stream_id()]);
                 break;
             }
         }
         self.db.flush()?;
         Ok(true)
-    }
-
-    /// Replaces one segment record (the pinner swapping in a CDN URL).
-    pub async fn put_segment(&self, s: &SegmentRecord) -> Result<()> {
-        self.main
-            .insert(segment_key(&s.stream_id, s.sequence), encode(s)?)?;
-        self.generations.bump([s.stream_id.as_str()]);
-        self.flush().await
     }
 }
 
@@ -388,25 +410,37 @@ mod tests {
         let a1 = db.generation("a");
         assert!(a1 > 0);
         assert_eq!(db.generation("b"), 0);
-        // A CDN URL swapped in (the pinner), directly or by replacing the record.
+        // A CDN URL swapped in (the pinner), for a segment, then for an init segment.
         assert!(db
             .set_segment_remote_url("a", 0, "https://x/0.m4s")
             .unwrap());
         let a2 = db.generation("a");
         assert!(a2 > a1);
-        let mut s = segment("a", 0);
-        s.remote_url = Some("https://y/0.m4s".into());
-        db.put_segment(&s).await.unwrap();
-        assert!(db.generation("a") > a2);
-        // A missing record changes nothing, but may still bump: that only costs a re-render.
-        assert!(!db.set_segment_remote_url("b", 9, "https://x").unwrap());
-        assert_eq!(db.segments("b").unwrap().len(), 0);
-        // A fresh open starts over at 0 (nothing derived survives a restart either).
+        db.commit(Commit {
+            inits: vec![InitRecord {
+                stream_id: "a".into(),
+                init_id: 0,
+                path: "streams/a/init/0.mp4".into(),
+                codecs: "avc1.42c01f".into(),
+                width: 16,
+                height: 16,
+                remote_url: None,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
         let a3 = db.generation("a");
+        assert!(a3 > a2);
+        assert!(db.set_init_remote_url("a", 0, "https://x/i0.mp4").unwrap());
+        assert!(db.generation("a") > a3);
+        // A missing record changes nothing, not even a generation.
+        assert!(!db.set_segment_remote_url("b", 9, "https://x").unwrap());
+        assert_eq!(db.generation("b"), 0);
+        // A fresh open starts over at 0 (nothing derived survives a restart either).
         drop(db);
         let db = Db::open(dir.path()).unwrap();
         assert_eq!(db.generation("a"), 0);
-        assert!(a3 > 0);
     }
 
     /// 64 streams committing at once, the way live publishers close segments. With sled's
