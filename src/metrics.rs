@@ -21,16 +21,10 @@ macro_rules! metrics {
             pub fn render(&self, live_streams: u64, publishers: u64) -> String {
                 let mut s = String::new();
                 $(
-                    let _ = writeln!(s, "# HELP storef_{} {}", stringify!($name), $help);
-                    let _ = writeln!(s, "# TYPE storef_{} {}", stringify!($name), $kind);
-                    let _ = writeln!(s, "storef_{} {}", stringify!($name), self.$name.load(Relaxed));
+                    sample(&mut s, stringify!($name), $kind, $help, self.$name.load(Relaxed));
                 )*
-                let _ = writeln!(s, "# HELP storef_live_streams Streams not yet stopped.");
-                let _ = writeln!(s, "# TYPE storef_live_streams gauge");
-                let _ = writeln!(s, "storef_live_streams {live_streams}");
-                let _ = writeln!(s, "# HELP storef_publishers Connected live publishers.");
-                let _ = writeln!(s, "# TYPE storef_publishers gauge");
-                let _ = writeln!(s, "storef_publishers {publishers}");
+                sample(&mut s, "live_streams", "gauge", "Streams not yet stopped.", live_streams);
+                sample(&mut s, "publishers", "gauge", "Connected live publishers.", publishers);
                 self.segment_listing.render(&mut s);
                 s
             }
@@ -145,6 +139,13 @@ impl ListingLatency {
     }
 }
 
+/// One metric without labels: its HELP and TYPE lines and its value, named `storef_<name>`.
+fn sample(s: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    let _ = writeln!(s, "# HELP storef_{name} {help}");
+    let _ = writeln!(s, "# TYPE storef_{name} {kind}");
+    let _ = writeln!(s, "storef_{name} {value}");
+}
+
 /// The WHIP server's transport counters (its UDP socket and ICE-TCP listener).
 pub fn render_whip_transport(s: &mut String, t: ingest::whip::TransportStats) {
     for (name, help, v) in [
@@ -174,9 +175,7 @@ pub fn render_whip_transport(s: &mut String, t: ingest::whip::TransportStats) {
             t.tcp_timed_out,
         ),
     ] {
-        let _ = writeln!(s, "# HELP storef_{name} {help}");
-        let _ = writeln!(s, "# TYPE storef_{name} counter");
-        let _ = writeln!(s, "storef_{name} {v}");
+        sample(s, name, "counter", help, v);
     }
 }
 
