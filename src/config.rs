@@ -113,6 +113,11 @@ pub struct RtmpConfig {
     /// thread wakeups, up to this much added latency ("0s": read on every packet).
     #[serde(with = "humantime_serde")]
     pub read_tick: Duration,
+    /// A publishing connection is woken only when about this much of its media (at the
+    /// publisher's measured bitrate, at most 16 KiB) has queued: fewer thread wakeups, about
+    /// this much added latency ("0s": woken on every packet).
+    #[serde(with = "humantime_serde")]
+    pub read_coalesce: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -184,6 +189,7 @@ impl Default for Config {
                 idle_timeout: Duration::from_secs(30),
                 workers: 0,
                 read_tick: Duration::ZERO,
+                read_coalesce: Duration::from_millis(10),
             },
             live: LiveConfig {
                 reconnect_window: Duration::from_secs(60),

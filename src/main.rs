@@ -233,6 +233,7 @@ async fn serve(cfg: config::Config, from: Option<PathBuf>) -> Result<()> {
                 n => n,
             },
             read_tick: cfg.rtmp.read_tick,
+            read_coalesce: cfg.rtmp.read_coalesce,
             ..Default::default()
         };
         let gate: std::sync::Arc<dyn ingest::publish::PublishGate> =

@@ -70,6 +70,28 @@ struct Server {
 
 async fn start(keys: &[&str], config: RtmpConfig, capacity: usize) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_on(listener, keys, config, capacity)
+}
+
+/// A listener whose connections carry 1400-byte segments, as on a real network, not loopback's
+/// 64 KiB: Linux ignores a socket's wake threshold while the receive window is no bigger than
+/// one segment.
+fn small_mss_listener() -> tokio::net::TcpListener {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_tcp_mss(1400).unwrap();
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    s.bind(&addr.into()).unwrap();
+    s.listen(16).unwrap();
+    s.set_nonblocking(true).unwrap();
+    tokio::net::TcpListener::from_std(s.into()).unwrap()
+}
+
+fn start_on(
+    listener: tokio::net::TcpListener,
+    keys: &[&str],
+    config: RtmpConfig,
+    capacity: usize,
+) -> Server {
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     let gate = Arc::new(TestGate {
@@ -389,6 +411,63 @@ async fn tcp_close_without_fcunpublish_ends_the_publish_and_a_reconnect_continue
     assert_eq!(got.video.len(), 30);
     assert_eq!(got.video[0].dts, 2000 * 90);
     assert!(got.video[0].keyframe);
+}
+
+/// A publisher that goes quiet with fewer bytes queued than its socket's wake threshold: those
+/// bytes are read anyway, by the connection's timer, long before the idle timeout (the stats
+/// tick that could also lower the threshold is seconds away).
+#[tokio::test]
+async fn frames_below_the_wake_threshold_arrive_when_the_publisher_goes_quiet() {
+    let config = RtmpConfig {
+        idle_timeout: Duration::from_secs(10),
+        stats_interval: Duration::from_millis(2000),
+        // At ~100 kB/s this asks for 100 kB: the threshold is the cap.
+        read_coalesce: Duration::from_secs(1),
+        ..RtmpConfig::default()
+    };
+    let mut server = start_on(small_mss_listener(), &["key1"], config, 4096);
+    let mut c = PublishClient::publish(server.addr, "live", "key1", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut accepted = server.next_accepted().await;
+    let frame = |i: u32| {
+        let mut b = video_frame(i.is_multiple_of(25)).to_vec();
+        b.resize(2000, 0x5a);
+        // The NAL unit's length prefix covers the padding.
+        b[5..9].copy_from_slice(&(2000u32 - 9).to_be_bytes());
+        Bytes::from(b)
+    };
+    c.send_video(0, avc_sequence_header()).await.unwrap();
+    // 2.3 s at 50 frames/s of 2000 bytes: the 2 s stats tick raises the threshold.
+    let mut i = 0;
+    while i < 115 {
+        c.send_video(i * 20, frame(i)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        i += 1;
+    }
+    // 3 frames, 6 kB, below the 16 KiB threshold; then nothing, the socket open.
+    for _ in 0..3 {
+        c.send_video(i * 20, frame(i)).await.unwrap();
+        i += 1;
+    }
+    let quiet_at = Instant::now();
+    let mut video = 0;
+    while video < i {
+        let e = tokio::time::timeout(Duration::from_secs(5), accepted.events.recv())
+            .await
+            .expect("every frame within 5 s")
+            .expect("publish still open");
+        video += e
+            .frames()
+            .iter()
+            .filter(|f| f.kind == TrackKind::Video)
+            .count() as u32;
+    }
+    let took = quiet_at.elapsed();
+    // The queued-bytes read (250 ms) and the batch's wait (250 ms), well before the next stats
+    // tick (~1.7 s away).
+    assert!(took < Duration::from_millis(1200), "{took:?}");
+    assert_eq!(video, 118);
 }
 
 #[tokio::test]

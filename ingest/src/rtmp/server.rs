@@ -41,7 +41,15 @@ pub struct RtmpConfig {
     /// which pays off only with many publishers per worker. Zero (the default) reads on
     /// readiness throughout.
     pub read_tick: Duration,
+    /// Once publishing (and read on readiness), the kernel wakes a connection only when about
+    /// this much of the publisher's media, at its measured bitrate, has queued, up to
+    /// [`MAX_WAKE_THRESHOLD`] bytes ([`Socket::set_wake_threshold`]): fewer wakeups for about
+    /// this much added latency per message. Zero wakes on every packet.
+    pub read_coalesce: Duration,
 }
+
+/// The most a publishing socket's wake threshold is raised to, whatever the bitrate.
+pub const MAX_WAKE_THRESHOLD: usize = 16 * 1024;
 
 impl Default for RtmpConfig {
     fn default() -> Self {
@@ -53,6 +61,7 @@ impl Default for RtmpConfig {
             close_linger: Duration::from_secs(2),
             workers: 0,
             read_tick: Duration::ZERO,
+            read_coalesce: Duration::from_millis(10),
         }
     }
 }
@@ -155,6 +164,10 @@ pub enum ConnectionError {
 /// normally leaves when it spans [`crate::batch::MAX_SPAN_MS`] of media).
 const BATCH_WAIT: Duration = Duration::from_millis(250);
 
+/// How long bytes below a socket's wake threshold may wait unread when the publisher's bytes
+/// stop coming.
+const QUEUED_WAIT: Duration = BATCH_WAIT;
+
 /// The publish in progress on a connection.
 struct Active {
     publisher: Publisher,
@@ -196,6 +209,8 @@ async fn connection(
     let deadline = tokio::time::sleep_until(accepted_at + config.handshake_timeout);
     tokio::pin!(deadline);
     let mut armed_for_idle = false;
+    // The socket's wake threshold in bytes (1: any byte wakes it).
+    let mut wake_threshold = 1usize;
     // The publisher's cancellation, waited on across reads (a fresh wait per read registers and
     // deregisters a waiter every time).
     let mut cancelled: Option<(String, Pin<Box<WaitForCancellationFutureOwned>>)> = None;
@@ -234,9 +249,21 @@ async fn connection(
                         ConnectionError::HandshakeTimeout(config.handshake_timeout)
                     });
                 }
-                let next = active.as_ref().and_then(|a| a.flush_by).map_or(due, |f| f.min(due));
+                let mut next = active.as_ref().and_then(|a| a.flush_by).map_or(due, |f| f.min(due));
+                if wake_threshold > 1 {
+                    next = next.min(now + QUEUED_WAIT);
+                }
                 deadline.as_mut().reset(next);
-                continue;
+                if wake_threshold == 1 {
+                    continue;
+                }
+                // Bytes below the wake threshold are read now.
+                match stream.read_queued(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => break Err(e.into()),
+                }
             }
             () = async {
                 match cancelled.as_mut() {
@@ -249,7 +276,19 @@ async fn connection(
             }
             _ = stats.tick() => {
                 if let Some(a) = active.as_mut() {
-                    send_stats(a, &session, peer);
+                    let bytes_per_sec = send_stats(a, &session, peer);
+                    if !config.read_coalesce.is_zero() && !stream.is_ticked() {
+                        let want = ((bytes_per_sec * config.read_coalesce.as_secs_f64()) as usize)
+                            .clamp(1, MAX_WAKE_THRESHOLD);
+                        // Only a real change is worth the system call.
+                        if want.abs_diff(wake_threshold) * 4 > wake_threshold {
+                            if let Err(e) = stream.set_wake_threshold(want) {
+                                break Err(e.into());
+                            }
+                            wake_threshold = want;
+                            tracing::debug!(bytes = want, "socket wake threshold");
+                        }
+                    }
                 }
                 continue;
             }
@@ -275,6 +314,19 @@ async fn connection(
         }
         if let Err(e) = forward(events, &mut active).await {
             break Err(e);
+        }
+        // Bytes below the wake threshold: make sure the timer comes back for them; once the
+        // publish is over, every byte wakes the connection again (the next command needs an
+        // answer).
+        if wake_threshold > 1 {
+            if active.is_none() {
+                if let Err(e) = stream.set_wake_threshold(1) {
+                    break Err(e.into());
+                }
+                wake_threshold = 1;
+            } else if deadline.deadline() > last_input + QUEUED_WAIT {
+                deadline.as_mut().reset(last_input + QUEUED_WAIT);
+            }
         }
         // Frames held for a batch: make sure the timer comes back for them.
         if let Some(a) = active.as_mut() {
@@ -443,13 +495,15 @@ async fn flush_held(
     Ok(())
 }
 
-/// Sends a Stats event (dropped if the channel is full: statistics are not worth backpressure).
-fn send_stats(a: &mut Active, session: &RtmpSession, peer: SocketAddr) {
+/// Sends a Stats event (dropped if the channel is full: statistics are not worth backpressure);
+/// the bytes per second received since the last one.
+fn send_stats(a: &mut Active, session: &RtmpSession, peer: SocketAddr) -> f64 {
     let now = Instant::now();
     let secs = now.duration_since(a.last_stats).as_secs_f64().max(0.001);
     let c = session.counters();
     let prev = a.last_counters;
-    let bitrate_kbps = (c.bytes_in - prev.bytes_in) as f64 * 8.0 / secs / 1000.0;
+    let bytes_per_sec = c.bytes_in.saturating_sub(prev.bytes_in) as f64 / secs;
+    let bitrate_kbps = bytes_per_sec * 8.0 / 1000.0;
     let fps = (c.video_frames - prev.video_frames) as f64 / secs;
     a.last_stats = now;
     a.last_counters = c;
@@ -487,4 +541,5 @@ fn send_stats(a: &mut Active, session: &RtmpSession, peer: SocketAddr) {
         }
     }
     let _ = a.publisher.events.try_send(IngestEvent::Stats(stats));
+    bytes_per_sec
 }

@@ -12,6 +12,13 @@
 //! whether bytes came or not, which is why it is off by default: it saves CPU only with many
 //! publishers per thread.
 //! The handshake and the commands before `publish` stay on readiness either way.
+//!
+//! Read on readiness, a publishing socket can also be told to wake the thread only once a few
+//! milliseconds of the publisher's media have queued ([`Socket::set_wake_threshold`], the
+//! kernel's `SO_RCVLOWAT`): audio frames and small video frames then arrive together instead of
+//! one wakeup each. Bytes below the threshold wait in the kernel until more come, so the
+//! connection also reads without waiting for readiness ([`Socket::read_queued`]) when its timer
+//! fires: a publisher that goes quiet leaves nothing unread for long.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -41,6 +48,27 @@ impl Socket {
                 tick,
             }),
             other => Ok(other),
+        }
+    }
+
+    /// Wakes a reader on readiness only when at least `bytes` are queued (`SO_RCVLOWAT`; 1 is
+    /// the kernel's default, any byte). No effect on a ticked socket, which is read regardless.
+    pub fn set_wake_threshold(&self, bytes: usize) -> io::Result<()> {
+        match self {
+            Socket::Ready(s) => set_rcvlowat(s, bytes),
+            Socket::Ticked { .. } => Ok(()),
+        }
+    }
+
+    /// Reads whatever is queued now, below any wake threshold too, without waiting: `WouldBlock`
+    /// when nothing is.
+    pub fn read_queued(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            // Past tokio's cached readiness: it may say "not readable" because the queued bytes
+            // are below the threshold. A read here that finds nothing only makes tokio's next
+            // read return WouldBlock once and wait for readiness again.
+            Socket::Ready(s) => (&*socket2::SockRef::from(&*s)).read(buf),
+            Socket::Ticked { sock, .. } => (&*sock).read(buf),
         }
     }
 
@@ -79,6 +107,28 @@ impl Socket {
             Socket::Ready(s) => s.shutdown().await,
             Socket::Ticked { sock, .. } => sock.shutdown(Shutdown::Write),
         }
+    }
+}
+
+/// `setsockopt(SO_RCVLOWAT)`: neither std nor socket2 has it.
+fn set_rcvlowat(s: &TcpStream, bytes: usize) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::try_from(bytes.max(1)).unwrap_or(libc::c_int::MAX);
+    // SAFETY: the fd is open for the life of `s`, and the option value is a c_int that lives
+    // across the call, with its size passed alongside.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -123,6 +173,71 @@ mod tests {
         let apart = b.saturating_duration_since(a).as_nanos();
         assert_eq!(apart % tick.as_nanos(), 0, "{apart}");
         assert!(b.saturating_duration_since(now) <= tick);
+    }
+
+    /// A listener whose connections carry 1400-byte segments, as on a real network. Linux wakes
+    /// a reader below the threshold while the receive window is no bigger than one segment,
+    /// which with loopback's 64 KiB segments is most of a short test.
+    pub(crate) fn small_mss_listener() -> tokio::net::TcpListener {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_tcp_mss(1400).unwrap();
+        let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        s.bind(&addr.into()).unwrap();
+        s.listen(16).unwrap();
+        s.set_nonblocking(true).unwrap();
+        tokio::net::TcpListener::from_std(s.into()).unwrap()
+    }
+
+    /// Below the threshold the socket does not wake a reader, `read_queued` still finds the
+    /// bytes, and crossing the threshold wakes it.
+    #[tokio::test]
+    async fn a_wake_threshold_holds_small_writes_until_enough_have_queued() {
+        let listener = small_mss_listener();
+        let mut c = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (s, _) = listener.accept().await.unwrap();
+        let mut sock = Socket::Ready(s);
+        let mut buf = [0u8; 4096];
+        // A few MB through first: the receive window grows past the segment size.
+        let bulk = tokio::spawn(async move {
+            for _ in 0..64 {
+                c.write_all(&[1u8; 64 * 1024]).await.unwrap();
+            }
+            c
+        });
+        let mut through = 0;
+        while through < 64 * 64 * 1024 {
+            through += sock.read(&mut buf).await.unwrap();
+        }
+        let mut c = bulk.await.unwrap();
+        sock.set_wake_threshold(1000).unwrap();
+        c.write_all(&[7u8; 100]).await.unwrap();
+        let woke = tokio::time::timeout(Duration::from_millis(200), sock.read(&mut buf)).await;
+        assert!(woke.is_err(), "100 bytes < 1000 must not wake the reader");
+        assert_eq!(sock.read_queued(&mut buf).unwrap(), 100);
+        assert_eq!(
+            sock.read_queued(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        c.write_all(&[8u8; 1500]).await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf))
+            .await
+            .expect("1500 bytes >= 1000 wake the reader")
+            .unwrap();
+        assert!(n > 0 && buf[..n].iter().all(|b| *b == 8), "{n}");
+        // The peer closing wakes it whatever is queued.
+        let mut rest = 1500 - n;
+        while rest > 0 {
+            rest -= sock.read(&mut buf).await.unwrap();
+        }
+        c.write_all(&[9u8; 10]).await.unwrap();
+        c.shutdown().await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf))
+            .await
+            .expect("EOF wakes the reader")
+            .unwrap();
+        assert_eq!(n, 10);
     }
 
     #[tokio::test]
