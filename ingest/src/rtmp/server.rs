@@ -168,6 +168,9 @@ const BATCH_WAIT: Duration = Duration::from_millis(250);
 /// stop coming.
 const QUEUED_WAIT: Duration = BATCH_WAIT;
 
+/// The shortest stats window whose byte rate sets a socket's wake threshold.
+const MIN_RATE_WINDOW: Duration = Duration::from_secs(1);
+
 /// The publish in progress on a connection.
 struct Active {
     publisher: Publisher,
@@ -276,8 +279,13 @@ async fn connection(
             }
             _ = stats.tick() => {
                 if let Some(a) = active.as_mut() {
-                    let bytes_per_sec = send_stats(a, &session, peer);
-                    if !config.read_coalesce.is_zero() && !stream.is_ticked() {
+                    let (bytes_per_sec, over) = send_stats(a, &session, peer);
+                    // A window much shorter than a second (a tick just after the publish began)
+                    // measures the publisher's opening burst, not its bitrate.
+                    if !config.read_coalesce.is_zero()
+                        && !stream.is_ticked()
+                        && over >= MIN_RATE_WINDOW
+                    {
                         let want = ((bytes_per_sec * config.read_coalesce.as_secs_f64()) as usize)
                             .clamp(1, MAX_WAKE_THRESHOLD);
                         // Only a real change is worth the system call.
@@ -496,10 +504,11 @@ async fn flush_held(
 }
 
 /// Sends a Stats event (dropped if the channel is full: statistics are not worth backpressure);
-/// the bytes per second received since the last one.
-fn send_stats(a: &mut Active, session: &RtmpSession, peer: SocketAddr) -> f64 {
+/// the bytes per second received since the last one, and over how long.
+fn send_stats(a: &mut Active, session: &RtmpSession, peer: SocketAddr) -> (f64, Duration) {
     let now = Instant::now();
-    let secs = now.duration_since(a.last_stats).as_secs_f64().max(0.001);
+    let window = now.duration_since(a.last_stats);
+    let secs = window.as_secs_f64().max(0.001);
     let c = session.counters();
     let prev = a.last_counters;
     let bytes_per_sec = c.bytes_in.saturating_sub(prev.bytes_in) as f64 / secs;
@@ -541,5 +550,5 @@ fn send_stats(a: &mut Active, session: &RtmpSession, peer: SocketAddr) -> f64 {
         }
     }
     let _ = a.publisher.events.try_send(IngestEvent::Stats(stats));
-    bytes_per_sec
+    (bytes_per_sec, window)
 }
