@@ -178,7 +178,8 @@ mod tests {
     /// A listener whose connections carry 1400-byte segments, as on a real network. Linux wakes
     /// a reader below the threshold while the receive window is no bigger than one segment,
     /// which with loopback's 64 KiB segments is most of a short test.
-    pub(crate) fn small_mss_listener() -> tokio::net::TcpListener {
+    /// (`tests/rtmp_server.rs` has its own copy: integration tests cannot reach this module.)
+    fn small_mss_listener() -> tokio::net::TcpListener {
         let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         s.set_tcp_mss(1400).unwrap();
         let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
